@@ -1,1 +1,7 @@
-"""Neural-network building blocks: Module, Parameter, layers, losses, init."""
+"""Neural-network building blocks: Module, Parameter, containers, init, layers, losses."""
+from scratchzoo.nn import init  # noqa: F401
+from scratchzoo.nn.containers import ModuleDict, ModuleList, Sequential  # noqa: F401
+from scratchzoo.nn.layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm,  # noqa: F401
+                                  LeakyReLU, Linear, ReLU, Sigmoid, SiLU, Softmax, Tanh)
+from scratchzoo.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss  # noqa: F401
+from scratchzoo.nn.module import IncompatibleKeys, Module, Parameter, StateDictError, check_input  # noqa: F401
