@@ -1,0 +1,7 @@
+"""Recipes: one task each (config dataclass, train, evaluate), registered by name for the CLI."""
+from __future__ import annotations
+
+from scratchzoo.recipes.common import Recipe
+from scratchzoo.recipes import mlp, quadratic
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (quadratic.RECIPE, mlp.DIGITS, mlp.MNIST1D)}

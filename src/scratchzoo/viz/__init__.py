@@ -1,0 +1,41 @@
+"""Figures, drawn only when matplotlib is installed (`pip install scratchzoo[plot]`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    """matplotlib.pyplot with a file-only backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_curves(path: Path, losses: Sequence[float], evaluations: dict[str, Sequence[tuple[int, float]]]) -> bool:
+    """Training loss per step (smoothed over 1% of the run) and evaluation metrics at their steps.
+    Returns whether a figure was written."""
+    plt = _pyplot()
+    if plt is None or not losses:
+        return False
+    figure, axes = plt.subplots(1, 1 + bool(evaluations), figsize=(5 + 5 * bool(evaluations), 3.5), squeeze=False)
+    window = max(len(losses) // 100, 1)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    axes[0, 0].plot(np.arange(len(smooth)) + window, smooth)
+    axes[0, 0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    for name, points in evaluations.items():
+        steps, values = zip(*points)
+        axes[0, 1].plot(steps, values, marker="o", label=name)
+    if evaluations:
+        axes[0, 1].set(xlabel="step", title="evaluation")
+        axes[0, 1].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
