@@ -58,9 +58,12 @@ class DTypeError(TypeError):
 
 
 def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
-    """Arrays keep their dtype (as torch.from_numpy); Python floats become float32, ints int64."""
+    """Arrays and NumPy scalars keep their dtype (as torch.from_numpy); Python floats become float32,
+    ints int64. (NumPy ufuncs turn 0-d arrays into NumPy scalars, so an op's float64 result stays float64.)"""
     if isinstance(data, Tensor):
         data = data.data
+    if isinstance(data, np.generic):
+        data = np.asarray(data)
     if isinstance(data, np.ndarray):
         return data if dtype is None else data.astype(dtype, copy=False)
     array = np.asarray(data)
@@ -252,6 +255,9 @@ class Tensor:
                 if parent_grad.shape != parent.shape:
                     raise ShapeError(f"{type(fn).__name__}.backward returned a gradient of shape "
                                      f"{parent_grad.shape} for an input of shape {parent.shape}")
+                if parent_grad.dtype != parent.dtype:
+                    raise DTypeError(f"{type(fn).__name__}.backward returned a gradient of dtype "
+                                     f"{parent_grad.dtype} for an input of dtype {parent.dtype}")
                 key = id(parent)
                 grads[key] = grads[key] + parent_grad if key in grads else parent_grad
 

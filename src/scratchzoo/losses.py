@@ -89,6 +89,24 @@ def _class_dim_last(x: Tensor) -> Tensor:
     return x.permute(order).reshape(-1, x.shape[1])
 
 
+def _batch_shape(input: Tensor) -> tuple[int, ...]:
+    """(C,) -> (); (N, C, d1, ...) -> (N, d1, ...): the shape of the class-index target."""
+    return (input.shape[0],) + input.shape[2:] if input.ndim >= 2 else ()
+
+
+def _check_class_indices(name: str, input: Tensor, target: np.ndarray, ignore_index: int) -> None:
+    """Class indices need the input's batch shape and must lie in [0, C) (or equal ignore_index)."""
+    batch_shape = _batch_shape(input)
+    if target.shape != batch_shape:
+        raise ShapeError(f"{name}: input of shape {input.shape} needs class indices of shape "
+                         f"{batch_shape}, got {target.shape}")
+    classes = target[target != ignore_index]
+    num_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
+        raise IndexError(f"{name}: class indices must lie in [0, {num_classes}), "
+                         f"got min {classes.min()} max {classes.max()}")
+
+
 def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax + negative log-likelihood in one stable op, with PyTorch's shapes and options.
@@ -103,18 +121,11 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
     if input.dtype.kind != "f":
         raise DTypeError(f"cross_entropy: logits must be floating point, got {input.dtype}")
     is_index = target.dtype.kind in "iu"
-    batch_shape = (input.shape[0],) + input.shape[2:] if input.ndim >= 2 else ()
-    if is_index and target.shape != batch_shape:
-        raise ShapeError(f"cross_entropy: logits of shape {input.shape} need class indices of shape "
-                         f"{batch_shape}, got {target.shape}")
+    batch_shape = _batch_shape(input)
     if not is_index and target.shape != input.shape:
         raise ShapeError(f"cross_entropy: probability targets need the logits' shape {input.shape}, got {target.shape}")
     if is_index:
-        classes = target.data[target.data != ignore_index]
-        num_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
-        if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
-            raise IndexError(f"cross_entropy: class indices must lie in [0, {num_classes}), "
-                             f"got min {classes.min()} max {classes.max()}")
+        _check_class_indices("cross_entropy", input, target.data, ignore_index)
         rows_target = target.data.reshape(-1)
     else:
         rows_target = _class_dim_last(F.as_tensor(target, input)).data.astype(input.dtype, copy=False)
@@ -132,10 +143,11 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
 def nll_loss(input: Tensor, target: Any, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities: -input[n, target[n]] (averaged over kept rows)."""
     target = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if target.dtype.kind not in "iu":
+        raise DTypeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
+    _check_class_indices("nll_loss", input, target, ignore_index)
     log_probs = _class_dim_last(input) if input.ndim >= 2 else input.reshape(1, -1)
     rows_target = target.reshape(-1)
-    if log_probs.shape[0] != rows_target.size:
-        raise ShapeError(f"nll_loss: input of shape {input.shape} and target of shape {target.shape} disagree")
     kept = rows_target != ignore_index
     picked = log_probs[np.arange(rows_target.size), np.where(kept, rows_target, 0)]
     losses = -picked * Tensor(kept.astype(input.dtype))

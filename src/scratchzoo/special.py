@@ -44,6 +44,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     ym = y[mid]
     out[mid] = 1.0 - np.exp(-ym * ym) * _ratio(ym, _C, _D)
     yf = y[far]
-    inv_sq = 1.0 / (yf * yf)
-    out[far] = 1.0 - np.exp(-yf * yf) / yf * (_INV_SQRT_PI - inv_sq * _ratio(inv_sq, _P, _Q))
+    with np.errstate(over="ignore"):  # yf * yf overflows to inf past 1e154: inv_sq -> 0, erf -> 1, as it should
+        inv_sq = 1.0 / (yf * yf)
+        out[far] = 1.0 - np.exp(-yf * yf) / yf * (_INV_SQRT_PI - inv_sq * _ratio(inv_sq, _P, _Q))
     return (np.sign(x) * out).astype(x.dtype if x.dtype.kind == "f" else np.float64, copy=False)

@@ -1,0 +1,214 @@
+"""Speed of one training step (forward, backward, optimizer step): scratchzoo vs PyTorch CPU.
+
+Run from the repository root:
+
+    python benchmarks/vs_torch.py                  # every config, a table
+    python benchmarks/vs_torch.py --config mlp     # one config
+    python benchmarks/vs_torch.py --json           # one JSON object per config and line
+    python benchmarks/vs_torch.py --steps 100      # more measured steps (default 50)
+    scratchzoo bench [--config mlp] [--json]       # the same, through the CLI
+
+Both libraries run on this machine in one process, with PyTorch's intra-op threads set to the number of
+threads NumPy's BLAS uses (both are printed). These machines are noisy (a second core is sometimes slowed
+by 10-35%), so each config is warmed up (>= 10 steps each; PyTorch's oneDNN needs about that many), then
+timed interleaved (ours, torch, ours, torch, ...) and reported as medians. Before timing, the first
+steps' losses of the two must agree to 1e-4, so a wrong computation is never timed.
+
+A config is one function registered with `@config(name, target)`: it builds both models with the same
+weights (ours' state_dict loaded into torch's) and the same batches, and returns a `Case` of two
+zero-argument step functions that each return that step's loss as a float. `target` is the ratio
+(ours / torch) the config should stay under.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+import scratchzoo as sz
+from scratchzoo import functional as F
+from scratchzoo import nn, optim
+
+WARMUP_STEPS = 10
+MIN_STEPS = 20
+DEFAULT_STEPS = 50
+LOSS_TOLERANCE = 1e-4
+CHECKED_STEPS = 2  # step 1 checks forward; step 2 also sees the backward and the optimizer of step 1
+
+
+@dataclass
+class Case:
+    """One config, built: a training step of ours and of torch's, each returning its loss."""
+
+    ours: Callable[[], float]
+    torch: Callable[[], float]
+
+
+@dataclass
+class Config:
+    name: str
+    target: float
+    build: Callable[[], Case]
+
+
+CONFIGS: dict[str, Config] = {}
+
+
+def config(name: str, target: float) -> Callable[[Callable[[], Case]], Callable[[], Case]]:
+    """Register a config builder under `name`, with its target ratio ours/torch."""
+    def register(build: Callable[[], Case]) -> Callable[[], Case]:
+        CONFIGS[name] = Config(name, target, build)
+        return build
+    return register
+
+
+def copy_weights(ours: nn.Module, theirs: torch.nn.Module) -> None:
+    """Load our state dict into the torch module (same names, shapes and layouts by design)."""
+    theirs.load_state_dict({name: torch.from_numpy(array) for name, array in ours.state_dict().items()})
+
+
+def cycle(batches: list) -> Callable[[], object]:
+    """A function returning the next batch of a fixed list, round and round."""
+    position = [0]
+
+    def next_batch() -> object:
+        batch = batches[position[0] % len(batches)]
+        position[0] += 1
+        return batch
+    return next_batch
+
+
+# ============================================================================ configs
+
+
+@config("mlp", target=1.5)
+def mlp() -> Case:
+    """64 -> 256 -> 256 -> 10 with ReLU, batch 128, cross-entropy, Adam(lr=1e-3), float32."""
+    sz.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    theirs = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                 torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    copy_weights(ours, theirs)
+    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
+    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((128, 64)).astype(np.float32), rng.integers(0, 10, size=128))
+               for _ in range(4)]
+    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
+    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
+
+    def ours_step() -> float:
+        x, y = ours_batch()
+        ours_optimizer.zero_grad()
+        loss = F.cross_entropy(ours(x), y)
+        loss.backward()
+        ours_optimizer.step()
+        return loss.item()
+
+    def torch_step() -> float:
+        x, y = torch_batch()
+        torch_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(theirs(x), y)
+        loss.backward()
+        torch_optimizer.step()
+        return loss.item()
+
+    return Case(ours_step, torch_step)
+
+
+# ============================================================================ measuring
+
+
+def blas_threads() -> int:
+    """How many threads NumPy's BLAS uses (threadpoolctl), else the number of CPUs."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return os.cpu_count() or 1
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    from_numpy = [info for info in blas if "numpy" in info.get("filepath", "")]
+    chosen = from_numpy or blas
+    return int(chosen[0]["num_threads"]) if chosen else (os.cpu_count() or 1)
+
+
+class WrongComputation(AssertionError):
+    """The two libraries disagree on a loss: timing them would compare different work."""
+
+
+def check_losses(name: str, case: Case) -> None:
+    for step in range(1, CHECKED_STEPS + 1):
+        ours, theirs = case.ours(), case.torch()
+        if not abs(ours - theirs) <= LOSS_TOLERANCE * max(1.0, abs(theirs)):
+            raise WrongComputation(f"{name}: step {step} loss {ours:.7g} (ours) != {theirs:.7g} (torch)")
+
+
+def measure(entry: Config, steps: int) -> dict[str, float | str]:
+    """Medians over `steps` interleaved steps, after a check and a warm-up of each."""
+    case = entry.build()
+    check_losses(entry.name, case)
+    for _ in range(WARMUP_STEPS):
+        case.ours()
+        case.torch()
+    ours_times, torch_times = [], []
+    clock = time.perf_counter
+    for _ in range(steps):
+        start = clock()
+        case.ours()
+        middle = clock()
+        case.torch()
+        end = clock()
+        ours_times.append(middle - start)
+        torch_times.append(end - middle)
+    ours_ms = 1e3 * statistics.median(ours_times)
+    torch_ms = 1e3 * statistics.median(torch_times)
+    return {"config": entry.name, "ours_ms": round(ours_ms, 3), "torch_ms": round(torch_ms, 3),
+            "ratio": round(ours_ms / torch_ms, 3), "target": entry.target}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help=f"one of: {', '.join(CONFIGS)} (default: all)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per config and line")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help=f"measured steps per library (>= {MIN_STEPS}, default {DEFAULT_STEPS})")
+    args = parser.parse_args(argv)
+    if args.config is not None and args.config not in CONFIGS:
+        print(f"vs_torch: unknown config {args.config!r}; choose from: {', '.join(CONFIGS)}", file=sys.stderr)
+        return 2
+    if args.steps < MIN_STEPS:
+        print(f"vs_torch: --steps must be at least {MIN_STEPS}, got {args.steps}", file=sys.stderr)
+        return 2
+
+    threads = blas_threads()
+    torch.set_num_threads(threads)
+    names = [args.config] if args.config else list(CONFIGS)
+    header = (f"threads: NumPy BLAS {threads}, PyTorch {torch.get_num_threads()}; "
+              f"{WARMUP_STEPS} warm-up + {args.steps} measured steps each, interleaved, medians")
+    print(header, file=sys.stderr if args.json else sys.stdout)  # --json keeps stdout to JSON lines
+    if not args.json:
+        print(f"{'config':<10} {'ours ms/step':>13} {'torch ms/step':>14} {'ratio':>7} {'target':>7}")
+    for name in names:
+        try:
+            row = measure(CONFIGS[name], args.steps)
+        except WrongComputation as error:
+            print(f"vs_torch: {error}; not timed", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{name:<10} {row['ours_ms']:>13.3f} {row['torch_ms']:>14.3f} {row['ratio']:>7.2f} "
+                  f"{row['target']:>7.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
