@@ -1,6 +1,6 @@
 """The engine: a Tensor over a NumPy array, and Functions that know their own backward.
 
-Every differentiable op is a `Function` subclass (see `functional.py`) with `forward` (arrays in, array
+Every differentiable op is a `Function` subclass (see the `functional` package) with `forward` (arrays in, array
 out) and `backward` (gradient of the output in, gradients of the inputs out) side by side. Calling
 `SomeOp.apply(tensors...)` runs `forward` and, when gradients are wanted, records the op as the
 output's `_ctx`: the recorded ops form the computation graph that `Tensor.backward` walks in reverse.

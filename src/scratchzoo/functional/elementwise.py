@@ -1,0 +1,225 @@
+"""Elementwise functions (exp, log, activations) and the softmax family."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from scratchzoo.autograd import Function, Tensor
+from scratchzoo.special import erf
+from scratchzoo.functional._base import _axes, _unary
+
+
+class Exp(Function):
+    """y = e^x;  dy/dx = y."""
+
+    def forward(self, x):
+        self.y = np.exp(x)
+        return self.y
+
+    def backward(self, grad):
+        return grad * self.y
+
+
+class Log(Function):
+    """y = ln x;  dy/dx = 1/x."""
+
+    def forward(self, x):
+        self.x = x
+        return np.log(x)
+
+    def backward(self, grad):
+        return grad / self.x
+
+
+class Sqrt(Function):
+    """y = sqrt(x);  dy/dx = 1 / (2 y)."""
+
+    def forward(self, x):
+        self.y = np.sqrt(x)
+        return self.y
+
+    def backward(self, grad):
+        return grad / (2.0 * self.y)
+
+
+class Abs(Function):
+    """y = |x|;  dy/dx = sign(x) (0 at 0, as PyTorch)."""
+
+    def forward(self, x):
+        self.sign = np.sign(x)
+        return np.abs(x)
+
+    def backward(self, grad):
+        return grad * self.sign
+
+
+class Clamp(Function):
+    """y = min(max(x, low), high);  dy/dx = 1 inside [low, high], 0 where clipped."""
+
+    def forward(self, x, low, high):
+        self.inside = np.ones(x.shape, dtype=bool)
+        if low is not None:
+            self.inside &= x >= low
+        if high is not None:
+            self.inside &= x <= high
+        return np.clip(x, low, high)
+
+    def backward(self, grad):
+        return grad * self.inside
+
+
+class Tanh(Function):
+    """y = tanh(x);  dy/dx = 1 - y^2 (reuse y: no second tanh in backward)."""
+
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, grad):
+        return grad * (1.0 - self.y * self.y)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + e^-x);  dy/dx = y (1 - y).  Computed as (1 + tanh(x/2)) / 2: no overflow."""
+
+    def forward(self, x):
+        self.y = 0.5 * (1.0 + np.tanh(0.5 * x))
+        return self.y
+
+    def backward(self, grad):
+        return grad * self.y * (1.0 - self.y)
+
+
+class LeakyReLU(Function):
+    """y = x if x > 0 else slope * x;  dy/dx = 1 or slope.  slope = 0 is ReLU."""
+
+    def forward(self, x, slope):
+        self.positive, self.slope = x > 0, slope
+        if slope == 0.0:
+            return x * self.positive
+        return np.where(self.positive, x, x * x.dtype.type(slope))
+
+    def backward(self, grad):
+        if self.slope == 0.0:
+            return grad * self.positive
+        return np.where(self.positive, grad, grad * grad.dtype.type(self.slope))
+
+
+class GELU(Function):
+    """y = x * Phi(x), Phi the standard normal CDF;  dy/dx = Phi(x) + x * phi(x).
+
+    approximate='tanh' uses Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2 (GPT-2's form).
+    """
+
+    def forward(self, x, approximate):
+        self.x, self.approximate = x, approximate
+        if approximate == "tanh":
+            inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
+            self.t = np.tanh(inner)
+            return 0.5 * x * (1.0 + self.t)
+        self.cdf = 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
+        return x * self.cdf
+
+    def backward(self, grad):
+        x = self.x
+        if self.approximate == "tanh":
+            d_inner = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x * x)
+            return grad * (0.5 * (1.0 + self.t) + 0.5 * x * (1.0 - self.t * self.t) * d_inner)
+        pdf = np.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+        return grad * (self.cdf + x * pdf)
+
+
+class SiLU(Function):
+    """y = x * sigmoid(x);  dy/dx = s + x s (1 - s) = s (1 + x (1 - s))."""
+
+    def forward(self, x):
+        self.x = x
+        self.s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        return x * self.s
+
+    def backward(self, grad):
+        return grad * self.s * (1.0 + self.x * (1.0 - self.s))
+
+
+def exp(x: Tensor) -> Tensor:
+    return _unary(Exp, x)
+
+
+def log(x: Tensor) -> Tensor:
+    return _unary(Log, x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return _unary(Sqrt, x)
+
+
+def abs(x: Tensor) -> Tensor:
+    return _unary(Abs, x)
+
+
+def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    return _unary(Clamp, x, low=min, high=max)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return _unary(Tanh, x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return _unary(Sigmoid, x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return _unary(LeakyReLU, x, slope=0.0)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return _unary(LeakyReLU, x, slope=float(negative_slope))
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _unary(GELU, x, approximate=approximate)
+
+
+def silu(x: Tensor) -> Tensor:
+    return _unary(SiLU, x)
+
+
+class Softmax(Function):
+    """y_i = e^(x_i - max) / sum_j e^(x_j - max);  dx = y * (dy - sum(dy * y))."""
+
+    def forward(self, x, dim):
+        self.dim = dim
+        shifted = np.exp(x - x.max(axis=dim, keepdims=True))  # subtracting the max avoids overflow
+        self.y = shifted / shifted.sum(axis=dim, keepdims=True)
+        return self.y
+
+    def backward(self, grad):
+        return self.y * (grad - (grad * self.y).sum(axis=self.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x);  dx = dy - softmax(x) * sum(dy)."""
+
+    def forward(self, x, dim):
+        self.dim = dim
+        shifted = x - x.max(axis=dim, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        self.softmax = np.exp(y)
+        return y
+
+    def backward(self, grad):
+        return grad - self.softmax * grad.sum(axis=self.dim, keepdims=True)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return _unary(Softmax, x, dim=_axes(dim, x.ndim)[0])
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return _unary(LogSoftmax, x, dim=_axes(dim, x.ndim)[0])
