@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from scratchzoo import functional as F
-from scratchzoo.autograd import Tensor
+from scratchzoo.autograd import DTypeError, ShapeError, Tensor
 from scratchzoo.nn import init
 from scratchzoo.nn.module import Module, Parameter, check_input
 
@@ -78,7 +78,7 @@ class Dropout(Module):
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace=False"  # torch's repr; our dropout never overwrites its input
 
 
 class Embedding(Module):
@@ -98,7 +98,7 @@ class Embedding(Module):
     def forward(self, ids: Tensor) -> Tensor:
         check_input(self, ids, dtype=None)
         if ids.dtype.kind not in "iu":
-            raise TypeError(f"{self.describe()} expected integer ids, got {ids.dtype}")
+            raise DTypeError(f"{self.describe()} expected integer ids, got {ids.dtype}")
         if ids.numel() and (ids.data.min() < 0 or ids.data.max() >= self.num_embeddings):
             raise IndexError(f"{self.describe()} expected ids in [0, {self.num_embeddings}), "
                              f"got min {ids.data.min()} max {ids.data.max()}")
@@ -135,11 +135,12 @@ class LayerNorm(Module):
         n = len(self.normalized_shape)
         check_input(self, x)
         if x.shape[x.ndim - n:] != self.normalized_shape:
-            raise ValueError(f"{self.describe()} expected input ending in {self.normalized_shape}, got shape {x.shape}")
+            raise ShapeError(f"{self.describe()} expected input ending in {self.normalized_shape}, got shape {x.shape}")
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
 
 
 class ReLU(Module):

@@ -60,22 +60,28 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        if name in self._buffers and isinstance(value, Tensor) and not isinstance(value, Parameter):
-            self._buffers[name] = value  # reassigning a buffer keeps it a buffer
-            return
-        for registry in (self._parameters, self._buffers, self._modules):
-            if value is None and name in registry:
-                registry[name] = None  # an empty slot (say, no bias) stays known, as in PyTorch
-                return
-            registry.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        if isinstance(value, (Parameter, Module)):
+            self._forget(name)  # the name moves to its new registry, as in PyTorch
+            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+        elif name in self._parameters or name in self._modules:
+            # a known slot takes its own kind or None (say, no bias); anything else would silently drop
+            # the weight or child from parameters() and state_dict(), so it is an error (as in torch)
+            registry, kind = ((self._parameters, "Parameter") if name in self._parameters
+                              else (self._modules, "Module"))
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to '{name}' "
+                                f"({kind} or None expected)")
+            registry[name] = None
+        elif name in self._buffers:
+            self.register_buffer(name, value, persistent=name not in self._non_persistent)  # stays a buffer
         else:
             object.__setattr__(self, name, value)
-            return
+
+    def _forget(self, name: str) -> None:
         self.__dict__.pop(name, None)
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        self._non_persistent.discard(name)
 
     def __getattr__(self, name: str) -> Any:
         for registry in ("_parameters", "_buffers", "_modules"):
@@ -88,13 +94,19 @@ class Module:
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
+                self._non_persistent.discard(name)
                 return
         object.__delattr__(self, name)
 
     def register_buffer(self, name: str, value: Any, persistent: bool = True) -> None:
-        """Keep `value` with the module (saved, moved, cast) without learning it."""
+        """Keep `value` with the module (saved, moved, cast) without learning it; a non-persistent buffer
+        is left out of state_dict()."""
+        if hasattr(self, name) and name not in self._buffers:
+            raise KeyError(f"{type(self).__name__}: attribute '{name}' already exists")
         self._buffers[name] = None if value is None else (value if isinstance(value, Tensor) else Tensor(value))
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
@@ -137,7 +149,11 @@ class Module:
         return (module for _, module in self.named_modules())
 
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
-        return ((name, m) for name, m in self._modules.items() if m is not None)
+        seen: set[int] = set()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in seen:  # a child registered twice is listed once
+                seen.add(id(module))
+                yield name, module
 
     def children(self) -> Iterator["Module"]:
         return (module for _, module in self.named_children())
@@ -202,16 +218,18 @@ class Module:
         return self.to(np.float64)
 
     # ---- saving and loading -----------------------------------------------------------------
-    def _state_entries(self) -> Iterator[tuple[str, Tensor]]:
-        """Every saved tensor by full name; unlike parameters(), a tied weight appears under each name."""
-        for module_name, module in self.named_modules():
-            prefix = f"{module_name}." if module_name else ""
-            for name, param in module._parameters.items():
-                if param is not None:
-                    yield prefix + name, param
-            for name, buf in module._buffers.items():
-                if buf is not None and name not in module._non_persistent:
-                    yield prefix + name, buf
+    def _state_entries(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """Every saved tensor by full name; unlike parameters(), a tied weight (or a module reused in
+        two places) appears under each of its names, as in torch's state_dict."""
+        for name, param in self._parameters.items():
+            if param is not None:
+                yield prefix + name, param
+        for name, buf in self._buffers.items():
+            if buf is not None and name not in self._non_persistent:
+                yield prefix + name, buf
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child._state_entries(f"{prefix}{name}.")
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Name -> a copy of the array, with torch.nn's names and shapes."""
@@ -250,11 +268,14 @@ class Module:
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def __repr__(self) -> str:
-        lines = [f"({name}): " + repr(child).replace("\n", "\n  ") for name, child in self._modules.items()]
-        if not lines:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        head = f"{type(self).__name__}(" + (self.extra_repr() + "," if self.extra_repr() else "")
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+        """As torch prints it: a one-line extra_repr inline, otherwise one entry per line."""
+        extra = self.extra_repr().split("\n") if self.extra_repr() else []
+        children = [f"({name}): " + repr(child).replace("\n", "\n  ") for name, child in self._modules.items()]
+        if len(extra) == 1 and not children:
+            return f"{type(self).__name__}({extra[0]})"
+        if not extra and not children:
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(extra + children) + "\n)"
 
 
 # ---- input checks shared by every layer ------------------------------------------------------

@@ -29,6 +29,7 @@ class QuadraticConfig:
     weight_decay: float = 0.0
     n_train: int = 2048
     seed: int = 0
+    checkpoint_every: int = 500
     out: str | None = None
     resume: str | None = None
     show_backward: bool = False
@@ -54,7 +55,8 @@ def train(config: QuadraticConfig) -> dict[str, float]:
     run_dir = common.run_directory("trainer-quadratic", config.out)
     state = common.train_loop(model, optimizer, split.x_train, split.y_train, losses.mse_loss,
                               steps=config.steps, batch_size=config.batch_size, seed=config.seed, run_dir=run_dir,
-                              config=config, resume=config.resume, scheduler=scheduler, evaluate=lambda: evaluate(model, split),
+                              config=config, resume=config.resume, scheduler=scheduler,
+                              checkpoint_every=config.checkpoint_every, evaluate=lambda: evaluate(model, split),
                               evaluate_every=max(config.steps // 20, 1))
     return common.finish(run_dir, {**evaluate(model, split), "train_seconds": state.seconds},
                          state.losses, state.evaluations)
