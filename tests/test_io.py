@@ -115,7 +115,7 @@ def test_crash_before_json_leaves_previous_checkpoint_in_its_own_directory(tmp_p
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("scratchzoo.io._write_json", crash)
+    monkeypatch.setattr("scratchzoo.io.write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "step_2", model_state(), adam_state(), step=2)
     assert load_checkpoint(tmp_path / "step_1").step == 1

@@ -6,9 +6,11 @@ The options of `train` are the fields of the recipe's config dataclass, spelled 
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import dataclasses
 import subprocess
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -39,9 +41,9 @@ def _field_type(field: dataclasses.Field, config_class: type) -> Any:
     """The Python type a flag parses to, from the dataclass annotation (Optional[int] -> int)."""
     hint = typing.get_type_hints(config_class)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
         hint = args[0]
-    if typing.get_origin(hint) in (list, tuple, Sequence, typing.Sequence) or hint is Sequence:
+    if typing.get_origin(hint) in (list, tuple, collections.abc.Sequence):
         return "sequence"
     return hint
 

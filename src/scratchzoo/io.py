@@ -125,7 +125,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in {CHECKPOINT_FILE}: {value!r}")
 
 
-def _write_json(path: Path, record: dict[str, Any]) -> None:
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write a JSON record atomically (a temporary file, then a rename)."""
     # Python's json writes ints with every digit, so the 128-bit PCG64 state survives exactly.
     text = json.dumps(record, indent=2, default=_json_default)
     _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
@@ -196,7 +197,7 @@ def save_checkpoint(directory: str | os.PathLike, model_state: dict[str, np.ndar
         arrays, scalars = _split_optimizer_state(optimizer_state)
         save_state_dict(arrays, directory / OPTIMIZER_FILE, metadata=header)
         record["optimizer"] = {"param_groups": optimizer_state.get("param_groups", []), "scalar_state": scalars}
-    _write_json(directory / CHECKPOINT_FILE, record)
+    write_json(directory / CHECKPOINT_FILE, record)
 
 
 def _read_part(path: Path, save_id: str) -> dict[str, np.ndarray]:

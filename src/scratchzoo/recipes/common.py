@@ -7,9 +7,7 @@ run stopped after N steps and resumed continues exactly as if it had never stopp
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +41,6 @@ def run_directory(recipe: str, out: str | None) -> Path:
     path = Path(out) if out else Path("runs") / recipe / time.strftime("%Y%m%d-%H%M%S")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a temporary file, then a rename."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
 
 
 def config_from_dict(config_class: type, values: dict[str, Any]) -> Any:
@@ -158,7 +149,7 @@ def finish(run_dir: Path, metrics: dict[str, float], losses: list[float], evalua
            ) -> dict[str, float]:
     """Write metrics.json and, when matplotlib is installed, the training curve."""
     metrics = {**metrics, "run_dir": str(run_dir)}
-    write_json(run_dir / "metrics.json", metrics)
+    io.write_json(run_dir / "metrics.json", metrics)
     from scratchzoo.viz import plot_curves  # optional dependency, imported late
     plot_curves(run_dir / "curves.png", losses, evaluations or {})
     return metrics

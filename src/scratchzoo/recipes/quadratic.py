@@ -74,7 +74,7 @@ def show_backward(x: float = 2.0, w: float = 3.0, b: float = 1.0, y: float = 10.
     Returns {node: (value, dloss/dnode)}. By the chain rule, with L = (y_pred - y)^2:
     dL/dy_pred = 2 (y_pred - y);  dL/db = dL/dy_pred;  dL/dw = dL/dy_pred * x;  dL/dx = dL/dy_pred * w.
     """
-    x_t, w_t, b_t = (tensor([v], requires_grad=True) for v in (x, w, b))
+    x_t, w_t, b_t = (tensor([float(v)], requires_grad=True) for v in (x, w, b))  # float: show_backward(x=2) works
     wx = x_t * w_t
     y_pred = wx + b_t
     loss = losses.mse_loss(y_pred, Tensor(np.array([y], dtype=np.float32)))
