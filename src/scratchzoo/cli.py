@@ -91,6 +91,16 @@ def _bench(config: str | None, as_json: bool) -> int:
     return subprocess.call([sys.executable, str(script), *flags])
 
 
+def _run_errors() -> tuple[type[Exception], ...]:
+    """Failures of a well-formed command (a missing checkpoint, a diverged run, an unavailable data set):
+    their messages say what happened and what to do, so they print as one line, exit code 1.
+    Imported only when an exception is being matched, so that `bench` never loads the recipes."""
+    from scratchzoo.data.datasets import DatasetUnavailable
+    from scratchzoo.io import CheckpointError
+    from scratchzoo.recipes.common import TrainingDiverged
+    return CheckpointError, DatasetUnavailable, TrainingDiverged
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="scratchzoo", description="Classic deep-learning models on a NumPy autograd engine.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -121,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"scratchzoo: error: {error}", file=sys.stderr)
         return 2
+    except _run_errors() as error:  # the tuple is built only when an exception is being matched
+        print(f"scratchzoo: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

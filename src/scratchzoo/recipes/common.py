@@ -68,6 +68,7 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
     `evaluate()` runs every `evaluate_every` steps; its metrics are kept for the curves.
     """
     start = 0
+    last_saved: tuple[int, str | Path] | None = None  # (step, directory) of the newest complete checkpoint
     if resume:
         checkpoint = io.load_checkpoint(resume)
         model.load_state_dict(checkpoint.model_state)
@@ -76,6 +77,7 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
             scheduler.load_state_dict(checkpoint.extra["scheduler"])
         rng.set_rng_state(checkpoint.rng_state)
         start = checkpoint.step
+        last_saved = (start, resume)
     per_epoch = max(len(x) // batch_size, 1)  # drop the last partial batch: every step sees batch_size rows
     losses: list[float] = []
     evaluations: dict[str, list[tuple[int, float]]] = {}
@@ -92,8 +94,9 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
         loss = loss_fn(model(Tensor(x[rows])), Tensor(y[rows]))
         value = loss.item()
         if not math.isfinite(value):
-            raise TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. "
-                                   f"The last good checkpoint is in {run_dir}")
+            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
+                    else "No checkpoint was saved before it")
+            raise TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -109,6 +112,7 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
             model.train()
         if (checkpoint_every and done % checkpoint_every == 0) or done == steps:
             save(run_dir, model, optimizer, done, config, scheduler)
+            last_saved = (done, run_dir)
     bar.close()
     return LoopState(losses, evaluations, time.perf_counter() - began)
 

@@ -1,0 +1,105 @@
+"""The command line: `scratchzoo list | train | eval | bench`. Usage errors are one line on stderr with
+exit code 2 and say what would have been valid; a failing run (missing checkpoint, diverged loss) is one
+line with exit code 1; success is 0."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scratchzoo.cli import main
+from scratchzoo.recipes import RECIPES
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scratchzoo: error: "), err
+    return lines[0]
+
+
+def test_list_prints_every_recipe_with_its_description(capsys):
+    code, out, err = run(capsys, "list")
+    assert code == 0 and err == ""
+    lines = out.strip().splitlines()
+    assert len(lines) == len(RECIPES)
+    for line, (name, recipe) in zip(lines, RECIPES.items()):
+        assert line.split(maxsplit=1) == [name, recipe.description]
+
+
+def test_unknown_recipe_exits_2_listing_the_choices(capsys):
+    code, out, err = run(capsys, "train", "no-such-recipe")
+    assert code == 2 and out == ""
+    line = one_line_error(err)
+    assert "no-such-recipe" in line and all(name in line for name in RECIPES)
+    code, _, err = run(capsys, "eval", "no-such-recipe", "--ckpt", "x")
+    assert code == 2 and all(name in one_line_error(err) for name in RECIPES)
+
+
+def test_unknown_option_exits_2_listing_the_valid_options(capsys):
+    code, out, err = run(capsys, "train", "trainer-quadratic", "--learning-rate", "1")
+    assert code == 2 and out == ""
+    line = one_line_error(err)
+    assert "--learning-rate" in line
+    for option in ("--lr", "--steps", "--batch-size", "--hidden", "--out", "--resume", "--show-backward"):
+        assert option in line
+
+
+@pytest.mark.parametrize("argv", [["train", "trainer-quadratic", "--lr", "abc"],
+                                  ["train", "mlp-digits", "--steps", "1.5"],
+                                  ["train", "mlp-digits", "--hidden", "a,b"]])
+def test_a_bad_value_exits_2_in_one_line(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    line = one_line_error(err)
+    assert argv[-2] in line and repr(argv[-1]) in line
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["train"], ["eval", "mlp-digits"], ["list", "--extra"]])
+def test_malformed_commands_exit_2(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    one_line_error(err)
+
+
+def test_train_then_eval_with_ckpt(tmp_path, capsys):
+    code, out, err = run(capsys, "train", "trainer-quadratic", "--steps", "20", "--hidden", "8,8",
+                         "--n-train", "128", "--batch-size", "32", "--out", str(tmp_path))
+    assert code == 0
+    printed = dict(line.split(": ", 1) for line in out.strip().splitlines() if ": " in line)
+    assert {"test_mse", "train_seconds", "run_dir"} <= set(printed)
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())["extra"]["config"]
+    assert (saved["steps"], saved["hidden"], saved["n_train"], saved["batch_size"]) == (20, [8, 8], 128, 32)
+
+    code, out, err = run(capsys, "eval", "trainer-quadratic", "--ckpt", str(tmp_path))
+    assert code == 0 and err == ""
+    assert out.strip() == f"test_mse: {json.loads((tmp_path / 'metrics.json').read_text())['test_mse']:.6g}"
+
+
+def test_eval_of_a_missing_checkpoint_exits_1_in_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "eval", "trainer-quadratic", "--ckpt", str(tmp_path / "nothing"))
+    assert code == 1 and out == ""
+    assert "checkpoint.json" in one_line_error(err)
+
+
+def test_bench_unknown_config_exits_2(capfd):
+    """bench runs benchmarks/vs_torch.py in a subprocess (its stderr goes straight to the fd)."""
+    assert main(["bench", "--config", "nope"]) == 2
+    err = capfd.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("scratchzoo") or str(Path(sys.executable).with_name("scratchzoo"))
+    result = subprocess.run([exe, "list"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == list(RECIPES)
