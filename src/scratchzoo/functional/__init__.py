@@ -22,3 +22,13 @@ from scratchzoo.functional.layers import (  # noqa: F401
 # losses live in their own module; re-exported so `F.cross_entropy` reads as in PyTorch
 from scratchzoo.losses import (  # noqa: E402,F401
     binary_cross_entropy_with_logits, cross_entropy, l1_loss, mse_loss, nll_loss)
+# CNN ops: convolutions, pooling and resizing, batch norm (one file each)
+from scratchzoo.functional.conv import (  # noqa: E402,F401
+    Conv2dOp, ConvTranspose2dOp, conv1d, conv2d, conv2d_naive, conv_transpose2d)
+from scratchzoo.functional.pooling import (  # noqa: E402,F401
+    AvgPool2dOp, Dropout2dOp, MaxPool2dOp, NearestOp, SeparableResample, adaptive_avg_pool1d, adaptive_avg_pool2d,
+    avg_pool2d, dropout2d, interpolate, max_pool1d, max_pool2d)
+from scratchzoo.functional.normalization import BatchNormOp, batch_norm  # noqa: E402,F401
+# recurrent ops: fused LSTM/GRU steps and the scans (BPTT) that run them over a sequence
+from scratchzoo.functional.recurrent import (  # noqa: E402,F401
+    GRUCellOp, GRUScan, LSTMCellOp, LSTMScan, RNNScan, gru_cell, gru_scan, lstm_cell_gates, lstm_scan, rnn_scan)

@@ -24,8 +24,8 @@ class MLPClassifierConfig(TrainingFields):
 class MNIST1DConfig(MLPClassifierConfig):
     # The paper's MLP (two layers of 100, lr 1e-2, no regularisation) overfits MNIST-1D's 4000
     # training examples within a few hundred steps; wider layers with dropout and L2 generalise better.
-    hidden: Sequence[int] = field(default_factory=lambda: (256, 256))
-    dropout: float = 0.3
+    hidden: Sequence[int] = field(default_factory=lambda: (512, 512))
+    dropout: float = 0.5
     steps: int | None = 6000
     batch_size: int = 100
 
