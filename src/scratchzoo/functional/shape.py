@@ -138,9 +138,17 @@ def _index_key(index: Any) -> Any:
     return index
 
 
+def _is_basic(key: Any) -> bool:
+    """Slices, ints, None and Ellipsis select each element at most once (NumPy's basic indexing)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice)) for part in parts)
+
+
 class Index(Function):
     """y = x[index] (slices, integers, integer arrays, masks);  dx = zeros with dy scatter-added
-    at the indexed places. np.add.at adds repeated indices up instead of overwriting them."""
+    at the indexed places. With integer arrays an element can be picked twice, so np.add.at adds
+    repeats up instead of overwriting; basic indexing picks each once, and a plain assignment (about
+    100x faster than np.add.at) does."""
 
     def forward(self, x, key):
         self.shape, self.key = x.shape, key
@@ -148,7 +156,10 @@ class Index(Function):
 
     def backward(self, grad):
         out = np.zeros(self.shape, dtype=grad.dtype)
-        np.add.at(out, self.key, grad)
+        if _is_basic(self.key):
+            out[self.key] = grad
+        else:
+            np.add.at(out, self.key, grad)
         return out
 
 
