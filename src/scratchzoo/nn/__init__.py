@@ -11,3 +11,4 @@ from scratchzoo.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool
                                    MaxPool1d, MaxPool2d, Upsample)
 from scratchzoo.nn.recurrent import (GRU, LSTM, RNN, GRUCell, LSTMCell, LSTMGates, RNNCell,  # noqa: E402,F401
                                      lstm_gates)
+from scratchzoo.nn.receptive_field import FieldRow, receptive_field  # noqa: E402,F401

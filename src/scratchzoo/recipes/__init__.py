@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from scratchzoo.recipes.common import Recipe
-from scratchzoo.recipes import mlp, quadratic
+from scratchzoo.recipes import cnn, mlp, quadratic
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (quadratic.RECIPE, mlp.DIGITS, mlp.MNIST1D)}
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (quadratic.RECIPE, mlp.DIGITS, mlp.MNIST1D,
+                                                                 cnn.DIGITS, cnn.MNIST1D)}
