@@ -3,6 +3,7 @@ standardisation, and one train/evaluate pair built from a dataset loader and a m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -44,9 +45,11 @@ def standardize(split: datasets.Split) -> datasets.Split:
 
 
 def classifier_recipe(name: str, description: str, config_class: type, load: Callable[[], datasets.Split],
-                      build: Callable[[TrainingFields], Module]) -> common.Recipe:
+                      build: Callable[[TrainingFields], Module],
+                      after_training: Callable[[Module, datasets.Split, Path], None] | None = None) -> common.Recipe:
     """A recipe that trains `build(config)` with Adam, cosine decay and cross-entropy on `load()`,
-    and reports held-out accuracy."""
+    and reports held-out accuracy. `after_training(model, split, run_dir)`, if given, runs once training
+    is done (on the standardised split), e.g. to draw figures into the run directory."""
 
     def train(config: TrainingFields) -> dict[str, float]:
         rng.manual_seed(config.seed)
@@ -63,6 +66,8 @@ def classifier_recipe(name: str, description: str, config_class: type, load: Cal
             evaluate=lambda: common.classification_metrics(model, split.x_test, split.y_test),
             evaluate_every=max(steps // 20, 1))
         metrics = common.classification_metrics(model, split.x_test, split.y_test)
+        if after_training is not None:
+            after_training(model, split, run_dir)
         return common.finish(run_dir, {**metrics, "train_seconds": state.seconds}, state.losses, state.evaluations)
 
     def evaluate(ckpt: str) -> dict[str, float]:
