@@ -75,14 +75,19 @@ class Dropout(Function):
         return grad * self.scaled_mask
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def apply_dropout(op: type[Function], name: str, x: Tensor, p: float, training: bool) -> Tensor:
+    """The rules every dropout variant shares: p in [0, 1]; identity in eval or for p = 0; zeros for p = 1."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: probability must lie in [0, 1], got {p}")
+        raise ValueError(f"{name}: probability must lie in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return mul(x, 0.0)
-    return _unary(Dropout, x, p=p)
+    return _unary(op, x, p=p)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    return apply_dropout(Dropout, "dropout", x, p, training)
 
 
 class LayerNormOp(Function):

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
-from scratchzoo.functional._base import _unary, as_tensor
-from scratchzoo.functional.arithmetic import mul
+from scratchzoo.functional._base import as_tensor
+from scratchzoo.functional.layers import apply_dropout
 from scratchzoo.functional.conv import _ntuple
 from scratchzoo.functional.shape import squeeze, unsqueeze
 from scratchzoo.rng import generator
@@ -116,13 +116,19 @@ class MaxPool2dOp(Function):
         return grad_padded[:, :, ph:ph + h, pw:pw + w]
 
 
-def _pool_args(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, nd: int) -> tuple:
+def _checked_input(op: str, x: Any, nd: int) -> Tensor:
+    """A floating (N, C, L) or (N, C, H, W) tensor, or a clear error naming the op."""
     x = as_tensor(x)
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     if x.ndim != nd + 2:
         raise ShapeError(f"{op}: expected a {nd + 2}-D input {layout}, got shape {x.shape}")
     if x.dtype.kind != "f":
         raise DTypeError(f"{op}: needs a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def _pool_args(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any, dilation: Any, nd: int) -> tuple:
+    x = _checked_input(op, x, nd)
     kernel = _ntuple(kernel_size, nd, "kernel_size", op)
     stride = kernel if stride is None or stride == () else _ntuple(stride, nd, "stride", op)
     return x, kernel, stride, _ntuple(padding, nd, "padding", op), _ntuple(dilation, nd, "dilation", op)
@@ -239,12 +245,7 @@ def _adaptive_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def _adaptive_avg_pool(op: str, x: Any, output_size: Any, nd: int) -> Tensor:
-    x = as_tensor(x)
-    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-    if x.ndim != nd + 2:
-        raise ShapeError(f"{op}: expected a {nd + 2}-D input {layout}, got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise DTypeError(f"{op}: needs a floating-point tensor, got {x.dtype}")
+    x = _checked_input(op, x, nd)
     if output_size is None or isinstance(output_size, (int, np.integer)):
         output_size = (output_size,) * nd
     if len(output_size) != nd:
@@ -396,13 +397,7 @@ def dropout2d(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Neighbouring pixels of a feature map are strongly correlated, so dropping single pixels hardly
     regularises a CNN; dropping the whole map does. Identity when not training.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout2d: probability must lie in [0, 1], got {p}")
     x = as_tensor(x)
     if x.ndim != 4:
         raise ShapeError(f"dropout2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    if not training or p == 0.0:
-        return x
-    if p == 1.0:
-        return mul(x, 0.0)
-    return _unary(Dropout2dOp, x, p=p)
+    return apply_dropout(Dropout2dOp, "dropout2d", x, p, training)
