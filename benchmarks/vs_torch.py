@@ -36,6 +36,7 @@ import torch
 import scratchzoo as sz
 from scratchzoo import functional as F
 from scratchzoo import nn, optim
+from scratchzoo.models.cnn import CNN, CNNConfig
 
 WARMUP_STEPS = 10
 MIN_STEPS = 20
@@ -102,6 +103,126 @@ def mlp() -> Case:
 
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((128, 64)).astype(np.float32), rng.integers(0, 10, size=128))
+               for _ in range(4)]
+    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
+    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
+
+    def ours_step() -> float:
+        x, y = ours_batch()
+        ours_optimizer.zero_grad()
+        loss = F.cross_entropy(ours(x), y)
+        loss.backward()
+        ours_optimizer.step()
+        return loss.item()
+
+    def torch_step() -> float:
+        x, y = torch_batch()
+        torch_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(theirs(x), y)
+        loss.backward()
+        torch_optimizer.step()
+        return loss.item()
+
+    return Case(ours_step, torch_step)
+
+
+@config("cnn", target=2.5)
+def cnn() -> Case:
+    """1x28x28 images, batch 64: Conv2d(1,32,3,p=1)-BN-ReLU-MaxPool(2)-Conv2d(32,64,3,p=1)-BN-ReLU-MaxPool(2)-
+    AdaptiveAvgPool(1)-Flatten-Linear(64,128)-ReLU-Dropout(0.5)-Linear(128,10), cross-entropy, Adam, float32.
+
+    Dropout draws its masks from each library's own generator, so with p = 0.5 the two losses could never
+    agree. The first CHECKED_STEPS steps of each side (the ones `check_losses` compares) therefore run with
+    p = 0, which makes the two computations identical (BatchNorm in training mode, Adam included); every
+    later step, all warm-up and timed steps among them, runs with p = 0.5, the real cost of the mask.
+    """
+    sz.manual_seed(0)
+    ours = CNN(CNNConfig(in_channels=1, num_classes=10, channels=(32, 64), kernel_size=3, pooled_size=1,
+                         hidden=128, dropout=0.5, dims=2))
+
+    class TorchCNN(torch.nn.Module):  # the same module tree, so the state dicts share their keys
+        def __init__(self) -> None:
+            super().__init__()
+            def block(c_in: int, c_out: int) -> torch.nn.Sequential:
+                return torch.nn.Sequential(torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out),
+                                           torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+            self.features = torch.nn.Sequential(block(1, 32), block(32, 64), torch.nn.AdaptiveAvgPool2d(1))
+            self.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 128), torch.nn.ReLU(),
+                                                  torch.nn.Dropout(0.5), torch.nn.Linear(128, 10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(self.features(x))
+
+    theirs = TorchCNN()
+    copy_weights(ours, theirs)
+    ours.train()
+    theirs.train()
+    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
+    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, size=64))
+               for _ in range(4)]
+    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
+    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
+    steps_done = {"ours": 0, "torch": 0}
+
+    def dropout_p(side: str) -> float:
+        steps_done[side] += 1
+        return 0.0 if steps_done[side] <= CHECKED_STEPS else 0.5  # p = 0 only while the losses are compared
+
+    def ours_step() -> float:
+        ours.classifier[3].p = dropout_p("ours")
+        x, y = ours_batch()
+        ours_optimizer.zero_grad()
+        loss = F.cross_entropy(ours(x), y)
+        loss.backward()
+        ours_optimizer.step()
+        return loss.item()
+
+    def torch_step() -> float:
+        theirs.classifier[3].p = dropout_p("torch")
+        x, y = torch_batch()
+        torch_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(theirs(x), y)
+        loss.backward()
+        torch_optimizer.step()
+        return loss.item()
+
+    return Case(ours_step, torch_step)
+
+
+@config("lstm", target=3.0)
+def lstm() -> Case:
+    """LSTM(64, 256) over 64 steps, batch 32 (time-major), Linear(256, 65) at every step, cross-entropy over
+    all 64 * 32 positions, Adam(lr=1e-3), float32: one training step of a character language model."""
+    sz.manual_seed(0)
+
+    class Ours(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.head = nn.LSTM(64, 256), nn.Linear(256, 65)
+
+        def forward(self, x: sz.Tensor) -> sz.Tensor:
+            output, _ = self.rnn(x)                                # (T, B, 256)
+            return self.head(output).reshape(-1, 65)               # (T*B, 65)
+
+    class Theirs(torch.nn.Module):  # the same module tree, so the state dicts share their keys
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.head = torch.nn.LSTM(64, 256), torch.nn.Linear(256, 65)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            output, _ = self.rnn(x)
+            return self.head(output).reshape(-1, 65)
+
+    ours, theirs = Ours(), Theirs()
+    copy_weights(ours, theirs)
+    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
+    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((64, 32, 64)).astype(np.float32), rng.integers(0, 65, size=64 * 32))
                for _ in range(4)]
     ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
     torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
