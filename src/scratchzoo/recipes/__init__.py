@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from scratchzoo.recipes.common import Recipe
-from scratchzoo.recipes import cnn, mlp, quadratic
+from scratchzoo.recipes import cnn, mlp, quadratic, rnn
 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (quadratic.RECIPE, mlp.DIGITS, mlp.MNIST1D,
-                                                                 cnn.DIGITS, cnn.MNIST1D)}
+                                                                 cnn.DIGITS, cnn.MNIST1D, rnn.GRU_MNIST1D,
+                                                                 rnn.LSTM_MNIST1D, rnn.LSTM_CHARLM, rnn.RNN_CHARLM)}

@@ -1,0 +1,144 @@
+"""Recurrent models: a sequence classifier and a character language model, plus decoding.
+
+A recurrent layer reads a sequence one step at a time and carries a hidden state h from step to step:
+
+  RNN:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+  LSTM: gates i, f, o = sigmoid(...), candidate g = tanh(...);  c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
+  GRU:  r, z = sigmoid(...), n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn));  h_t = (1 - z) * n + z * h_{t-1}
+
+(computed in `nn/recurrent.py`, one fused op per step in `functional/recurrent.py`).
+
+SequenceClassifier:  x (N, T, F) -> recurrent layer -> h_T of the last layer (N, H) -> Linear -> logits (N, C)
+CharLM:              ids (B, T) -> Embedding (B, T, E) -> recurrent layer (B, T, H) -> Linear -> logits (B, T, V)
+
+`generate` decodes from a CharLM: greedy (the argmax of y_t at every step) when temperature is 0,
+otherwise a draw from softmax(y_t / temperature), optionally restricted to the top-k scores. The state
+is carried from step to step, so the prefix is read once, never recomputed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from scratchzoo import rng
+from scratchzoo.autograd import Tensor, no_grad
+from scratchzoo.nn import GRU, LSTM, RNN, Embedding, Linear, Module
+
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> Module:
+    """RNN, LSTM or GRU by name, batch_first (inputs (B, T, features))."""
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(CELLS)}")
+    return CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                       dropout=dropout if num_layers > 1 else 0.0)
+
+
+# ============================================================================ classification
+
+
+@dataclass
+class SequenceClassifierConfig:
+    input_size: int = 1
+    num_classes: int = 10
+    hidden_size: int = 128
+    num_layers: int = 1
+    cell: str = "gru"  # 'rnn', 'lstm' or 'gru'
+    dropout: float = 0.0  # between stacked recurrent layers
+
+
+class SequenceClassifier(Module):
+    """Read the whole sequence, classify from the last hidden state (it has seen every step)."""
+
+    def __init__(self, config: SequenceClassifierConfig):
+        super().__init__()
+        self.config = config
+        self.rnn = recurrent_layer(config.cell, config.input_size, config.hidden_size, config.num_layers,
+                                   config.dropout)
+        self.head = Linear(config.hidden_size, config.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:          # x: (N, T, F)
+        _, state = self.rnn(x)
+        h_n = state[0] if isinstance(state, tuple) else state   # LSTM: (h_n, c_n); classify from h, not c
+        return self.head(h_n[-1])                    # h_n: (layers, N, H) -> last layer (N, H) -> (N, C)
+
+
+# ============================================================================ character language model
+
+
+@dataclass
+class CharLMConfig:
+    vocab_size: int = 96
+    embedding_dim: int = 64
+    hidden_size: int = 256
+    num_layers: int = 1
+    cell: str = "lstm"
+    dropout: float = 0.0
+
+
+class CharLM(Module):
+    """Predict the next character from every prefix: logits at step t score the character at t + 1."""
+
+    def __init__(self, config: CharLMConfig):
+        super().__init__()
+        self.config = config
+        self.embed = Embedding(config.vocab_size, config.embedding_dim)
+        self.rnn = recurrent_layer(config.cell, config.embedding_dim, config.hidden_size, config.num_layers,
+                                   config.dropout)
+        self.head = Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, idx: Tensor, state: Any = None) -> tuple[Tensor, Any]:   # idx: (B, T) integer ids
+        x = self.embed(idx)                          # (B, T, E)
+        output, state = self.rnn(x, state)           # (B, T, H); state: h_n or (h_n, c_n), (layers, B, H)
+        return self.head(output), state              # logits (B, T, V)
+
+
+def detach_state(state: Any) -> Any:
+    """The same state cut off from the graph: truncated BPTT stops gradients at chunk boundaries."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def next_token(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None) -> int:
+    """Pick one id from a vector of scores y_t: argmax when temperature == 0, else a draw from
+    softmax(y_t / temperature) over the top_k highest scores (all of them when top_k is None)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return int(np.argmax(logits))                # greedy: the highest-scoring entry
+    scaled = logits / temperature
+    if top_k is not None and top_k < len(scaled):
+        kth = np.sort(scaled)[-top_k]
+        scaled = np.where(scaled < kth, -np.inf, scaled)   # keep only the k best
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
+    return int(rng.generator().choice(len(probs), p=probs))
+
+
+@no_grad()
+def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None) -> np.ndarray:
+    """Continue `prompt_ids` by `max_new_tokens` ids; returns prompt + new ids (1-D int64).
+
+    The prompt is read once; after that each step feeds only the newest id with the carried state.
+    """
+    prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
+    if prompt.size == 0:
+        raise ValueError("generate: the prompt needs at least one id")
+    was_training = model.training
+    model.eval()
+    logits, state = model(Tensor(prompt[None, :]))          # (1, T, V)
+    out = list(prompt)
+    for _ in range(max_new_tokens):
+        token = next_token(logits.data[0, -1], temperature, top_k)
+        out.append(token)
+        logits, state = model(Tensor(np.array([[token]], dtype=np.int64)), state)
+    model.train(was_training)
+    return np.array(out, dtype=np.int64)
