@@ -87,6 +87,39 @@ def cycle(batches: list) -> Callable[[], object]:
     return next_batch
 
 
+def adam_cross_entropy_case(ours: nn.Module, theirs: torch.nn.Module, batches: list[tuple[np.ndarray, np.ndarray]],
+                            before_step: Callable[[str], None] | None = None) -> Case:
+    """The step every config times: the same weights and batches on both sides, forward, cross-entropy,
+    backward, Adam(lr=1e-3). `before_step(side)` runs first on each step ('ours' or 'torch')."""
+    copy_weights(ours, theirs)
+    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
+    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
+    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
+    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
+
+    def ours_step() -> float:
+        if before_step is not None:
+            before_step("ours")
+        x, y = ours_batch()
+        ours_optimizer.zero_grad()
+        loss = F.cross_entropy(ours(x), y)
+        loss.backward()
+        ours_optimizer.step()
+        return loss.item()
+
+    def torch_step() -> float:
+        if before_step is not None:
+            before_step("torch")
+        x, y = torch_batch()
+        torch_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(theirs(x), y)
+        loss.backward()
+        torch_optimizer.step()
+        return loss.item()
+
+    return Case(ours_step, torch_step)
+
+
 # ============================================================================ configs
 
 
@@ -97,33 +130,10 @@ def mlp() -> Case:
     ours = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     theirs = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
                                  torch.nn.ReLU(), torch.nn.Linear(256, 10))
-    copy_weights(ours, theirs)
-    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
-    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((128, 64)).astype(np.float32), rng.integers(0, 10, size=128))
                for _ in range(4)]
-    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
-    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
-
-    def ours_step() -> float:
-        x, y = ours_batch()
-        ours_optimizer.zero_grad()
-        loss = F.cross_entropy(ours(x), y)
-        loss.backward()
-        ours_optimizer.step()
-        return loss.item()
-
-    def torch_step() -> float:
-        x, y = torch_batch()
-        torch_optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(theirs(x), y)
-        loss.backward()
-        torch_optimizer.step()
-        return loss.item()
-
-    return Case(ours_step, torch_step)
+    return adam_cross_entropy_case(ours, theirs, batches)
 
 
 @config("cnn", target=2.5)
@@ -154,42 +164,19 @@ def cnn() -> Case:
             return self.classifier(self.features(x))
 
     theirs = TorchCNN()
-    copy_weights(ours, theirs)
     ours.train()
     theirs.train()
-    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
-    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, size=64))
                for _ in range(4)]
-    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
-    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
     steps_done = {"ours": 0, "torch": 0}
 
-    def dropout_p(side: str) -> float:
+    def set_dropout(side: str) -> None:
         steps_done[side] += 1
-        return 0.0 if steps_done[side] <= CHECKED_STEPS else 0.5  # p = 0 only while the losses are compared
+        p = 0.0 if steps_done[side] <= CHECKED_STEPS else 0.5  # p = 0 only while the losses are compared
+        (ours if side == "ours" else theirs).classifier[3].p = p
 
-    def ours_step() -> float:
-        ours.classifier[3].p = dropout_p("ours")
-        x, y = ours_batch()
-        ours_optimizer.zero_grad()
-        loss = F.cross_entropy(ours(x), y)
-        loss.backward()
-        ours_optimizer.step()
-        return loss.item()
-
-    def torch_step() -> float:
-        theirs.classifier[3].p = dropout_p("torch")
-        x, y = torch_batch()
-        torch_optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(theirs(x), y)
-        loss.backward()
-        torch_optimizer.step()
-        return loss.item()
-
-    return Case(ours_step, torch_step)
+    return adam_cross_entropy_case(ours, theirs, batches, before_step=set_dropout)
 
 
 @config("lstm", target=3.0)
@@ -217,33 +204,10 @@ def lstm() -> Case:
             return self.head(output).reshape(-1, 65)
 
     ours, theirs = Ours(), Theirs()
-    copy_weights(ours, theirs)
-    ours_optimizer = optim.Adam(ours.parameters(), lr=1e-3)
-    torch_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
-
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((64, 32, 64)).astype(np.float32), rng.integers(0, 65, size=64 * 32))
                for _ in range(4)]
-    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
-    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
-
-    def ours_step() -> float:
-        x, y = ours_batch()
-        ours_optimizer.zero_grad()
-        loss = F.cross_entropy(ours(x), y)
-        loss.backward()
-        ours_optimizer.step()
-        return loss.item()
-
-    def torch_step() -> float:
-        x, y = torch_batch()
-        torch_optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(theirs(x), y)
-        loss.backward()
-        torch_optimizer.step()
-        return loss.item()
-
-    return Case(ours_step, torch_step)
+    return adam_cross_entropy_case(ours, theirs, batches)
 
 
 # ============================================================================ measuring
