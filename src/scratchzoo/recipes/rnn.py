@@ -9,12 +9,20 @@ library's source (or --corpus tinyshakespeare), trained with truncated backprop 
 cut into batch_size parallel streams, read seq_len characters at a time; the state carries over from one
 window to the next but the graph does not (detach), and the gradient norm is clipped. metrics.json:
 val_loss (nats per character on the held-out last 10% of the text), train_seconds and a generated sample.
+Checkpoints every `checkpoint_every` steps carry the recurrent state as well, so `--resume DIR` continues
+bit for bit (the window read at a step is a function of the step).
+
+Figures (matplotlib optional, viz/rnn.py): hidden.png for every recipe here (the hidden state while reading
+one test signal / the first 100 validation characters) and, for lstm-charlm, gates.png (the input, forget
+and output gates over those characters).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,10 +70,17 @@ def mnist1d_sequences() -> datasets.Split:
     return datasets.Split(split.x_train[:, :, None], split.y_train, split.x_test[:, :, None], split.y_test)
 
 
+def draw_classifier_figures(model: SequenceClassifier, split: datasets.Split, run_dir: Path) -> None:
+    """hidden.png: the hidden state while the model reads the first test signal (when matplotlib is installed)."""
+    from scratchzoo.viz.rnn import plot_hidden_states  # optional dependency, imported late
+    plot_hidden_states(model, split.x_test[0], run_dir / "hidden.png")
+
+
 GRU_MNIST1D = classifier_recipe("gru-mnist1d", "GRU over MNIST-1D's 40 steps (target: test accuracy >= 91%, "
-                                "the paper's GRU)", GRUMNIST1DConfig, mnist1d_sequences, build_classifier)
+                                "the paper's GRU)", GRUMNIST1DConfig, mnist1d_sequences, build_classifier,
+                                draw_classifier_figures)
 LSTM_MNIST1D = classifier_recipe("lstm-mnist1d", "LSTM over MNIST-1D's 40 steps (target: test accuracy >= 91%)",
-                                 LSTMMNIST1DConfig, mnist1d_sequences, build_classifier)
+                                 LSTMMNIST1DConfig, mnist1d_sequences, build_classifier, draw_classifier_figures)
 
 
 # ============================================================================ character language model
@@ -89,7 +104,9 @@ class CharLMRecipeConfig:
     sample_chars: int = 300
     temperature: float = 0.8
     seed: int = 0
+    checkpoint_every: int = 500  # 0: only at the end
     out: str | None = None
+    resume: str | None = None  # a checkpoint directory to continue from
 
 
 def load_text(config: CharLMRecipeConfig) -> tuple[str, np.ndarray, np.ndarray]:
@@ -131,6 +148,42 @@ def evaluate_loss(model: CharLM, ids: np.ndarray, streams: int = 50, window: int
     return total / count
 
 
+def state_to_json(state: Any) -> dict[str, Any] | None:
+    """The carried recurrent state (h, or (h, c)) as JSON values; float32/float64 survive exactly."""
+    if state is None:
+        return None
+    parts = state if isinstance(state, tuple) else (state,)
+    return {"tuple": isinstance(state, tuple), "dtype": str(parts[0].data.dtype),
+            "values": [p.data.tolist() for p in parts]}
+
+
+def state_from_json(record: dict[str, Any] | None) -> Any:
+    if record is None:
+        return None
+    parts = tuple(Tensor(np.asarray(v, dtype=record["dtype"])) for v in record["values"])
+    return parts if record["tuple"] else parts[0]
+
+
+def save_charlm(run_dir: Path, model: CharLM, optimizer: Adam, step: int, config: CharLMRecipeConfig,
+                scheduler: Any, state: Any) -> None:
+    """What common.save writes plus the state carried into the next window (truncated BPTT keeps it across
+    steps, so a resumed run needs it to continue exactly)."""
+    extra = {"config": dataclasses.asdict(config), "scheduler": scheduler.state_dict(),
+             "carried_state": state_to_json(state)}
+    io.save_checkpoint(run_dir, model.state_dict(), optimizer.state_dict(), step, rng.get_rng_state(), extra)
+
+
+def draw_charlm_figures(model: CharLM, config: CharLMRecipeConfig, chars: str, val_ids: np.ndarray,
+                        run_dir: Path) -> None:
+    """hidden.png (and gates.png for an LSTM): the model reading the first 100 validation characters."""
+    from scratchzoo.viz.rnn import plot_gates, plot_hidden_states  # optional dependency, imported late
+    ids = val_ids[:100]
+    labels = [chars[i] for i in ids]
+    plot_hidden_states(model, ids, run_dir / "hidden.png", labels=labels)
+    if config.cell == "lstm":
+        plot_gates(model, ids, run_dir / "gates.png", labels=labels)
+
+
 def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[str, Any]:
     rng.manual_seed(config.seed)
     chars, train_ids, val_ids = load_text(config)
@@ -140,12 +193,21 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
     run_dir = common.run_directory(name, config.out)
     data = as_streams(train_ids, config.batch_size)
     windows = (data.shape[1] - 1) // config.seq_len
+    start, state, last_saved = 0, None, None
+    if config.resume:
+        checkpoint = io.load_checkpoint(config.resume)
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        if "scheduler" in checkpoint.extra:
+            scheduler.load_state_dict(checkpoint.extra["scheduler"])
+        rng.set_rng_state(checkpoint.rng_state)
+        start, state = checkpoint.step, state_from_json(checkpoint.extra.get("carried_state"))
+        last_saved = (start, config.resume)
     losses_seen: list[float] = []
     evaluations: dict[str, list] = {}
     began = time.perf_counter()
-    state = None
     model.train()
-    for step in range(config.steps):
+    for step in range(start, config.steps):
         w = step % windows
         if w == 0:
             state = None  # back at the start of the streams: a fresh state
@@ -156,21 +218,29 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
         loss = losses.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(y.reshape(-1)))
         value = loss.item()
         if not math.isfinite(value):
-            raise common.TrainingDiverged(f"loss became {value} at step {step + 1}")
+            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
+                    else "No checkpoint was saved before it")
+            raise common.TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
         scheduler.step()
         losses_seen.append(value)
+        done = step + 1
+        if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps:
+            save_charlm(run_dir, model, optimizer, done, config, scheduler, state)
+            last_saved = (done, run_dir)
     seconds = time.perf_counter() - began
-    common.save(run_dir, model, optimizer, config.steps, config, scheduler)
+    if start >= config.steps:  # nothing left to run: still leave a checkpoint in run_dir
+        save_charlm(run_dir, model, optimizer, config.steps, config, scheduler, state)
     val_loss = evaluate_loss(model, val_ids)
     evaluations["val_loss"] = [(config.steps, val_loss)]
     prompt = [chars.index(ch) for ch in "def " if ch in chars] or [0]
     sample_ids = generate(model, prompt, config.sample_chars, temperature=config.temperature)
     sample = "".join(chars[i] for i in sample_ids)
     (run_dir / "sample.txt").write_text(sample, encoding="utf-8")
+    draw_charlm_figures(model, config, chars, val_ids, run_dir)
     return common.finish(run_dir, {"val_loss": val_loss, "train_seconds": seconds, "sample": sample},
                          losses_seen, evaluations)
 
