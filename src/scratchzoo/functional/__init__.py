@@ -32,3 +32,6 @@ from scratchzoo.functional.normalization import BatchNormOp, batch_norm  # noqa:
 # recurrent ops: fused LSTM/GRU steps and the scans (BPTT) that run them over a sequence
 from scratchzoo.functional.recurrent import (  # noqa: E402,F401
     GRUCellOp, GRUScan, LSTMCellOp, LSTMScan, RNNScan, gru_cell, gru_scan, lstm_cell_gates, lstm_scan, rnn_scan)
+# attention: scaled dot-product attention as one fused op (and its weights for visualisation)
+from scratchzoo.functional.attention import (  # noqa: E402,F401
+    AttentionWeights, ScaledDotProductAttention, scaled_dot_product_attention)

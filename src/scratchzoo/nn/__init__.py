@@ -12,3 +12,7 @@ from scratchzoo.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool
 from scratchzoo.nn.recurrent import (GRU, LSTM, RNN, GRUCell, LSTMCell, LSTMGates, RNNCell,  # noqa: E402,F401
                                      lstm_gates)
 from scratchzoo.nn.receptive_field import FieldRow, receptive_field  # noqa: E402,F401
+from scratchzoo.nn.attention import MultiheadAttention  # noqa: E402,F401
+from scratchzoo.nn.transformer import (LearnedPositionalEmbedding, SinusoidalPositionalEncoding,  # noqa: E402,F401
+                                       Transformer, TransformerDecoder, TransformerDecoderLayer,
+                                       TransformerEncoder, TransformerEncoderLayer)

@@ -1,0 +1,131 @@
+"""Multi-head attention with PyTorch's parameter layout and mask conventions.
+
+    q = query W_q^T + b_q,  k = key W_k^T + b_k,  v = value W_v^T + b_v   (W_q, W_k, W_v: rows of in_proj_weight)
+    head_h = softmax(q_h k_h^T / sqrt(d_head) + mask) v_h                 (F.scaled_dot_product_attention)
+    out = concat(head_1 .. head_H) W_o^T + b_o                             (out_proj)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scratchzoo import functional as F
+from scratchzoo.autograd import DTypeError, ShapeError, Tensor
+from scratchzoo.nn import init
+from scratchzoo.nn.layers import Linear
+from scratchzoo.nn.module import Module, Parameter, check_input
+
+
+def _mask_array(mask: Any, name: str) -> np.ndarray:
+    array = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+    if array.dtype != np.bool_ and array.dtype.kind != "f":
+        raise DTypeError(f"MultiheadAttention: {name} must be bool or float, got {array.dtype}")
+    return array
+
+
+def _additive(mask: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """MHA's convention: bool True = may NOT attend (-> -inf); a float mask is added as it is."""
+    if mask.dtype == np.bool_:
+        return np.where(mask, dtype.type(-np.inf), dtype.type(0))
+    return mask.astype(dtype, copy=False)
+
+
+class MultiheadAttention(Module):
+    """Attention with num_heads heads of size embed_dim // num_heads, as torch.nn.MultiheadAttention.
+
+    Parameters: in_proj_weight (3E, E) (query, key and value projections stacked), in_proj_bias (3E,),
+    out_proj (Linear E -> E). Inputs (L, N, E) or (N, L, E) with batch_first, or unbatched (L, E).
+    Masks: attn_mask (L, S) or (N * num_heads, L, S), key_padding_mask (N, S); bool True means
+    "may not attend", a float mask is added to the scores.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = False):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.dropout, self.batch_first = dropout, batch_first
+        self.in_proj_weight = init.xavier_uniform_(Parameter(np.empty((3 * embed_dim, embed_dim), dtype=np.float32)))
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        if bias:
+            self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, dtype=np.float32))
+            init.zeros_(self.out_proj.bias)  # torch zeroes both biases
+        else:
+            self.register_parameter("in_proj_bias", None)
+
+    def _project(self, x: Tensor, part: int) -> Tensor:
+        """x W_part^T + b_part with W_part the part-th block of E rows of in_proj_weight (0 q, 1 k, 2 v)."""
+        e = self.embed_dim
+        rows = slice(part * e, (part + 1) * e)
+        bias = None if self.in_proj_bias is None else F.index(self.in_proj_bias, rows)
+        return F.linear(x, F.index(self.in_proj_weight, rows), bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        n, length, _ = x.shape  # (N, L, E) -> (N, H, L, d_head)
+        return F.permute(F.reshape(x, (n, length, self.num_heads, self.head_dim)), (0, 2, 1, 3))
+
+    def _mask(self, attn_mask: Any, key_padding_mask: Any, is_causal: bool, n: int, tq: int, tk: int,
+              dtype: np.dtype) -> np.ndarray | None:
+        """One additive mask broadcasting to the scores (N, H, L, S), or None."""
+        total = None
+        if attn_mask is None and is_causal:
+            attn_mask = ~np.tril(np.ones((tq, tk), dtype=bool))
+        if attn_mask is not None:
+            mask = _mask_array(attn_mask, "attn_mask")
+            if mask.shape == (tq, tk):
+                total = _additive(mask, dtype)
+            elif mask.shape == (n * self.num_heads, tq, tk):
+                total = _additive(mask, dtype).reshape(n, self.num_heads, tq, tk)
+            else:
+                raise ShapeError(f"{self.describe()}: attn_mask must have shape ({tq}, {tk}) or "
+                                 f"({n * self.num_heads}, {tq}, {tk}), got {mask.shape}")
+        if key_padding_mask is not None:
+            mask = _mask_array(key_padding_mask, "key_padding_mask")
+            if mask.shape != (n, tk):
+                raise ShapeError(f"{self.describe()}: key_padding_mask must have shape ({n}, {tk}), got {mask.shape}")
+            padding = _additive(mask, dtype).reshape(n, 1, 1, tk)
+            total = padding if total is None else total + padding
+        return total
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Any = None,
+                need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+        for x in (query, key, value):
+            check_input(self, x, last_dim=self.embed_dim, ndims=(2, 3))
+        unbatched = query.ndim == 2
+        if unbatched:  # (L, E) -> (1, L, E)
+            query, key, value = (F.unsqueeze(x, 0) for x in (query, key, value))
+            if key_padding_mask is not None:
+                key_padding_mask = _mask_array(key_padding_mask, "key_padding_mask")[None]
+        elif not self.batch_first:  # (L, N, E) -> (N, L, E)
+            query, key, value = (F.transpose(x, 0, 1) for x in (query, key, value))
+        n, tq, tk = query.shape[0], query.shape[1], key.shape[1]
+        if key.shape[0] != n or value.shape[:2] != key.shape[:2]:
+            raise ShapeError(f"{self.describe()}: query, key and value disagree on batch or length: "
+                             f"{query.shape}, {key.shape}, {value.shape}")
+
+        q, k, v = (self._split_heads(self._project(x, part)) for part, x in enumerate((query, key, value)))
+        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, tk, query.dtype)
+        dropout_p = self.dropout if self.training else 0.0
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                               need_weights=need_weights)  # (N, H, L, d_head)
+        weights = None
+        if need_weights:
+            heads, weights = heads
+            if average_attn_weights:
+                weights = F.mean(weights, 1)  # (N, L, S)
+            if unbatched:
+                weights = F.squeeze(weights, 0)
+        out = F.reshape(F.permute(heads, (0, 2, 1, 3)), (n, tq, self.embed_dim))  # concat heads: (N, L, E)
+        out = self.out_proj(out)
+        if unbatched:
+            out = F.squeeze(out, 0)
+        elif not self.batch_first:
+            out = F.transpose(out, 0, 1)
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, " \
+               f"batch_first={self.batch_first}"

@@ -1,0 +1,261 @@
+"""The Transformer's parts (Vaswani et al., 2017) with PyTorch's arguments and parameter names.
+
+Positions:   pe[pos, 2i] = sin(pos / 10000^(2i/d_model)),  pe[pos, 2i+1] = cos(pos / 10000^(2i/d_model)),
+             or a learned table of one vector per position.
+Encoder layer (post-LN, the paper):  y = LayerNorm(x + SelfAttn(x));  out = LayerNorm(y + FFN(y)),
+             FFN(y) = linear2(dropout(activation(linear1(y)))).
+             Pre-LN (norm_first=True): y = x + SelfAttn(LayerNorm(x));  out = y + FFN(LayerNorm(y)).
+Decoder layer: masked self-attention, then cross-attention (queries from the decoder, keys and values
+             from the encoder's output, `memory`), then the FFN; each a residual block as above.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+
+from scratchzoo import functional as F
+from scratchzoo.autograd import ShapeError, Tensor
+from scratchzoo.nn import init
+from scratchzoo.nn.attention import MultiheadAttention
+from scratchzoo.nn.containers import ModuleList
+from scratchzoo.nn.layers import Dropout, LayerNorm, Linear
+from scratchzoo.nn.module import Module, Parameter, check_input
+
+
+# ============================================================================ positions
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
+    """(max_len, d_model): pe[pos, 2i] = sin(pos / 10000^(2i/d)), pe[pos, 2i+1] = cos(pos / 10000^(2i/d))."""
+    pos = np.arange(max_len, dtype=np.float64)[:, None]
+    two_i = np.arange(0, d_model, 2, dtype=np.float64)  # 2i = 0, 2, 4, ...
+    angle = pos / 10000.0 ** (two_i / d_model)  # (max_len, ceil(d/2))
+    pe = np.zeros((max_len, d_model))
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : d_model // 2])  # an odd d_model has one more sine than cosine column
+    return pe
+
+
+class SinusoidalPositionalEncoding(Module):
+    """y = dropout(x + pe[:T]), pe a fixed table (a non-persistent buffer: rebuilt, never saved).
+
+    x is (N, T, d_model) with batch_first (the default), (T, N, d_model) without, or (T, d_model).
+    """
+
+    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0, batch_first: bool = True):
+        super().__init__()
+        self.d_model, self.max_len, self.batch_first = d_model, max_len, batch_first
+        self.register_buffer("pe", Tensor(sinusoidal_table(max_len, d_model).astype(np.float32)), persistent=False)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(self, x, last_dim=self.d_model, dtype=None)
+        length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
+        if length > self.max_len:
+            raise ShapeError(f"{self.describe()}: sequence of length {length} exceeds max_len {self.max_len}")
+        pe = self.pe.data[:length].astype(x.dtype, copy=False)  # a constant: no gradient to the table
+        if not self.batch_first and x.ndim == 3:
+            pe = pe[:, None, :]  # (T, 1, d): the same positions for every sequence of the batch
+        return self.dropout(F.add(x, pe))
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}, batch_first={self.batch_first}"
+
+
+class LearnedPositionalEmbedding(Module):
+    """y = dropout(x + weight[:T]), weight (max_len, d_model) learned (BERT/GPT-2 style, init N(0, 0.02^2))."""
+
+    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0, batch_first: bool = True,
+                 std: float = 0.02):
+        super().__init__()
+        self.max_len, self.d_model, self.batch_first = max_len, d_model, batch_first
+        self.weight = init.normal_(Parameter(np.empty((max_len, d_model), dtype=np.float32)), std=std)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(self, x, last_dim=self.d_model)
+        length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
+        if length > self.max_len:
+            raise ShapeError(f"{self.describe()}: sequence of length {length} exceeds max_len {self.max_len}")
+        pe = F.index(self.weight, slice(0, length))  # (T, d): rows for positions 0..T-1
+        if not self.batch_first and x.ndim == 3:
+            pe = F.unsqueeze(pe, 1)
+        return self.dropout(F.add(x, pe))
+
+    def extra_repr(self) -> str:
+        return f"max_len={self.max_len}, d_model={self.d_model}, batch_first={self.batch_first}"
+
+
+# ============================================================================ layers
+
+
+def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    if callable(activation):
+        return activation
+    if activation == "relu":
+        return F.relu
+    if activation == "gelu":
+        return F.gelu
+    raise ValueError(f"activation must be 'relu', 'gelu' or a callable, got {activation!r}")
+
+
+class _FeedForwardBlocks(Module):
+    """What both layers share: the FFN block and the residual wiring (post-LN or pre-LN)."""
+
+    def _init_ffn(self, d_model: int, dim_feedforward: int, dropout: float, activation: Any, layer_norm_eps: float,
+                  norm_first: bool, bias: bool, num_norms: int) -> None:
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        for i in range(1, num_norms + 1):
+            setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
+            setattr(self, f"dropout{i}", Dropout(dropout))
+        self.activation_name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
+        self.activation = _activation(activation)
+        self.norm_first, self.d_model = norm_first, d_model
+
+    def _residual(self, x: Tensor, norm: LayerNorm, block: Callable[[Tensor], Tensor]) -> Tensor:
+        """post-LN: LayerNorm(x + block(x));  pre-LN: x + block(LayerNorm(x))."""
+        if self.norm_first:
+            return F.add(x, block(norm(x)))
+        return norm(F.add(x, block(x)))
+
+    def _ff_block(self, x: Tensor, out_dropout: Dropout) -> Tensor:
+        return out_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoderLayer(_FeedForwardBlocks):
+    """Self-attention then a position-wise FFN, each wrapped in a residual and LayerNorm, as
+    torch.nn.TransformerEncoderLayer (parameters self_attn, linear1, linear2, norm1, norm2)."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True):
+        super().__init__()
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
+        self._init_ffn(d_model, dim_feedforward, dropout, activation, layer_norm_eps, norm_first, bias, num_norms=2)
+
+    def _sa_block(self, x: Tensor, mask: Any, padding: Any, is_causal: bool) -> Tensor:
+        return self.dropout1(self.self_attn(x, x, x, key_padding_mask=padding, attn_mask=mask, need_weights=False,
+                                            is_causal=is_causal)[0])
+
+    def forward(self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
+                is_causal: bool = False) -> Tensor:
+        x = self._residual(src, self.norm1, lambda h: self._sa_block(h, src_mask, src_key_padding_mask, is_causal))
+        return self._residual(x, self.norm2, lambda h: self._ff_block(h, self.dropout2))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name}, norm_first={self.norm_first}"
+
+
+class TransformerDecoderLayer(_FeedForwardBlocks):
+    """Masked self-attention, cross-attention over the encoder's output (`memory`), then the FFN, as
+    torch.nn.TransformerDecoderLayer (self_attn, multihead_attn, linear1, linear2, norm1, norm2, norm3)."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True):
+        super().__init__()
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
+        self._init_ffn(d_model, dim_feedforward, dropout, activation, layer_norm_eps, norm_first, bias, num_norms=3)
+
+    def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None, memory_mask: Any = None,
+                tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
+                memory_is_causal: bool = False) -> Tensor:
+        def self_block(h: Tensor) -> Tensor:  # queries, keys and values all from the target side
+            return self.dropout1(self.self_attn(h, h, h, key_padding_mask=tgt_key_padding_mask, attn_mask=tgt_mask,
+                                                need_weights=False, is_causal=tgt_is_causal)[0])
+
+        def cross_block(h: Tensor) -> Tensor:  # queries from the decoder, keys and values from the encoder
+            return self.dropout2(self.multihead_attn(h, memory, memory, key_padding_mask=memory_key_padding_mask,
+                                                     attn_mask=memory_mask, need_weights=False,
+                                                     is_causal=memory_is_causal)[0])
+
+        x = self._residual(tgt, self.norm1, self_block)
+        x = self._residual(x, self.norm2, cross_block)
+        return self._residual(x, self.norm3, lambda h: self._ff_block(h, self.dropout3))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name}, norm_first={self.norm_first}"
+
+
+# ============================================================================ stacks
+
+
+class TransformerEncoder(Module):
+    """num_layers copies of `encoder_layer` (independent weights), then an optional final norm."""
+
+    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None):
+        super().__init__()
+        self.layers = ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
+                is_causal: bool | None = None) -> Tensor:
+        x = src
+        for layer in self.layers:
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
+        return x if self.norm is None else self.norm(x)
+
+
+class TransformerDecoder(Module):
+    """num_layers copies of `decoder_layer`, each attending to the same `memory`, then an optional norm."""
+
+    def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: Module | None = None):
+        super().__init__()
+        self.layers = ModuleList(copy.deepcopy(decoder_layer) for _ in range(num_layers))
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None, memory_mask: Any = None,
+                tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
+                tgt_is_causal: bool | None = None, memory_is_causal: bool = False) -> Tensor:
+        x = tgt
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
+                      memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=bool(tgt_is_causal),
+                      memory_is_causal=memory_is_causal)
+        return x if self.norm is None else self.norm(x)
+
+
+class Transformer(Module):
+    """The encoder-decoder of the paper, as torch.nn.Transformer: encoder and decoder stacks, each ending in
+    a LayerNorm (encoder.norm, decoder.norm); every weight matrix re-drawn with xavier_uniform_."""
+
+    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6, num_decoder_layers: int = 6,
+                 dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str | Callable[[Tensor], Tensor] = "relu", custom_encoder: Module | None = None,
+                 custom_decoder: Module | None = None, layer_norm_eps: float = 1e-5, batch_first: bool = False,
+                 norm_first: bool = False, bias: bool = True):
+        super().__init__()
+        layer_args = dict(dim_feedforward=dim_feedforward, dropout=dropout, activation=activation,
+                          layer_norm_eps=layer_norm_eps, batch_first=batch_first, norm_first=norm_first, bias=bias)
+        self.encoder = custom_encoder if custom_encoder is not None else TransformerEncoder(
+            TransformerEncoderLayer(d_model, nhead, **layer_args), num_encoder_layers,
+            LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
+        self.decoder = custom_decoder if custom_decoder is not None else TransformerDecoder(
+            TransformerDecoderLayer(d_model, nhead, **layer_args), num_decoder_layers,
+            LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+        for p in self.parameters():
+            if p.ndim > 1:
+                init.xavier_uniform_(p)
+
+    def forward(self, src: Tensor, tgt: Tensor, src_mask: Any = None, tgt_mask: Any = None, memory_mask: Any = None,
+                src_key_padding_mask: Any = None, tgt_key_padding_mask: Any = None,
+                memory_key_padding_mask: Any = None, src_is_causal: bool | None = None,
+                tgt_is_causal: bool | None = None, memory_is_causal: bool = False) -> Tensor:
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                            memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, dtype: Any = np.float32) -> Tensor:
+        """(sz, sz) additive causal mask: 0 on and below the diagonal, -inf above (position i sees 0..i)."""
+        return Tensor(np.triu(np.full((sz, sz), -np.inf, dtype=dtype), k=1))
