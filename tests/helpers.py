@@ -358,3 +358,25 @@ def gradcheck(fn: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6, 
             flat[j] = original
             numeric.flat[j] = (plus - minus) / (2 * eps)
         assert_close(f"gradcheck: engine grad of input[{i}] vs finite differences", analytic, numeric, rtol, atol)
+
+
+class SimulatedCrash(Exception):
+    """Stands in for a killed process."""
+
+
+def crash_at_step(monkeypatch, step: int) -> None:
+    """Make training die during `step` (1-based): the step-th training call of cross_entropy (reduction
+    'mean') raises after that step's forward pass and before anything is saved, as a kill at that moment
+    would. Evaluation losses with other reductions pass through."""
+    from scratchzoo import losses
+    calls = []
+    real = losses.cross_entropy
+
+    def dying(*args, **kwargs):
+        if kwargs.get("reduction", "mean") == "mean":
+            calls.append(1)
+            if len(calls) == step:
+                raise SimulatedCrash(f"killed during step {step}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "cross_entropy", dying)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from helpers import SimulatedCrash, crash_at_step
 from scratchzoo import io, losses, rng
 from scratchzoo.autograd import Tensor
 from scratchzoo.cli import main
@@ -126,23 +127,6 @@ def test_resume_without_the_saved_generator_state_would_differ(tmp_path):
 
 
 # ---- through the CLI -----------------------------------------------------------------------------------------
-class SimulatedCrash(Exception):
-    """Stands in for a killed process."""
-
-
-def crash_at_step(monkeypatch, step):
-    """Make training die during `step` (1-based): cross_entropy raises on its step-th call, after the
-    forward pass of that step and before anything is saved, as a kill at that moment would."""
-    calls = []
-    real = losses.cross_entropy
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == step:
-            raise SimulatedCrash(f"killed during step {step}")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(losses, "cross_entropy", dying)
 
 
 def test_cli_resume_is_bit_identical(tmp_path, monkeypatch):

@@ -8,28 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from scratchzoo import io, losses
+from helpers import SimulatedCrash, crash_at_step
+from scratchzoo import io
 from scratchzoo.cli import main
 from scratchzoo.recipes import RECIPES
 
 N = 6
 
 
-class SimulatedCrash(RuntimeError):
-    pass
-
-
-def crash_at_step(monkeypatch, step):
-    real, calls = losses.cross_entropy, []
-
-    def dying(*args, **kwargs):
-        if kwargs.get("reduction", "mean") == "mean":  # training losses only
-            calls.append(1)
-            if len(calls) == step:
-                raise SimulatedCrash(f"killed during step {step}")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(losses, "cross_entropy", dying)
 
 
 def assert_same(a, b):

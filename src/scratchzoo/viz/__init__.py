@@ -35,6 +35,11 @@ def plot_curves(path: Path, losses: Sequence[float], evaluations: dict[str, Sequ
     if evaluations:
         axes[0, 1].set(xlabel="step", title="evaluation")
         axes[0, 1].legend()
+    return save_figure(plt, figure, path)
+
+
+def save_figure(plt, figure, path: Path | str) -> bool:
+    """Lay out, write as PNG and free the figure; True, for the plot functions to return."""
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -14,7 +14,7 @@ import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.nn import Module
-from scratchzoo.viz import _pyplot
+from scratchzoo.viz import _pyplot, save_figure
 
 
 def _array(value: Any) -> np.ndarray:
@@ -57,10 +57,7 @@ def plot_filters(conv_weight: Any, path: Path | str, max_filters: int = 64) -> b
             axis.plot(weight[index, 0], marker=".")
         axis.set_title(str(index), fontsize=7)
     figure.suptitle(f"first-layer kernels {tuple(_array(conv_weight).shape)}", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path)
 
 
 @no_grad()
@@ -120,7 +117,4 @@ def plot_feature_maps(model: Module, x: Any, path: Path | str, max_channels: int
         axes[-1, 0].set_xlabel("position")
     what = "first channels of each stage" if model.config.dims == 2 else "channels (rows) along the sequence"
     figure.suptitle(f"feature maps of one input after each conv block: {what}", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path)

@@ -15,7 +15,7 @@ import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.nn import LSTM, Module, lstm_gates
-from scratchzoo.viz import _pyplot
+from scratchzoo.viz import _pyplot, save_figure
 
 
 def _recurrent_input(model: Module, x: Any) -> tuple[Module, Tensor]:
@@ -99,10 +99,7 @@ def plot_gates(model_or_lstm: Module, x: Any, path: Path | str, labels: Sequence
         figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
     figure.suptitle(f"LSTM gate activations over one sequence ({units} units x {steps} steps; 0 closed, 1 open)",
                     fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path)
 
 
 def plot_hidden_states(model: Module, x: Any, path: Path | str, labels: Sequence[str] | None = None) -> bool:
@@ -122,7 +119,4 @@ def plot_hidden_states(model: Module, x: Any, path: Path | str, labels: Sequence
     rnn = model.rnn if hasattr(model, "rnn") else model
     figure.suptitle(f"{type(rnn).__name__} hidden state h_t over one sequence ({units} units x {steps} steps)",
                     fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return True
+    return save_figure(plt, figure, path)
