@@ -16,3 +16,4 @@ from scratchzoo.nn.attention import MultiheadAttention  # noqa: E402,F401
 from scratchzoo.nn.transformer import (LearnedPositionalEmbedding, SinusoidalPositionalEncoding,  # noqa: E402,F401
                                        Transformer, TransformerDecoder, TransformerDecoderLayer,
                                        TransformerEncoder, TransformerEncoderLayer)
+from scratchzoo.nn.kv_cache import KVCache  # noqa: E402,F401
