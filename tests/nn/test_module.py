@@ -428,3 +428,10 @@ def test_a_float64_module_matches_torch_in_float64() -> None:
     out = ours(sz.tensor(x))
     assert out.dtype == np.float64
     np.testing.assert_allclose(out.data, theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_reassigning_a_parameter_keeps_its_place_in_the_state_dict():
+    """Weight tying (generator.weight = embedding.weight) must not move the key, as in torch."""
+    layer = nn.Linear(3, 4)
+    layer.weight = nn.Parameter(np.zeros((4, 3), dtype=np.float32))
+    assert list(layer.state_dict()) == ["weight", "bias"]

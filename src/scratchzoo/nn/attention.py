@@ -3,16 +3,21 @@
     q = query W_q^T + b_q,  k = key W_k^T + b_k,  v = value W_v^T + b_v   (W_q, W_k, W_v: rows of in_proj_weight)
     head_h = softmax(q_h k_h^T / sqrt(d_head) + mask) v_h                 (F.scaled_dot_product_attention)
     out = concat(head_1 .. head_H) W_o^T + b_o                             (out_proj)
+
+Incremental decoding (optional `cache`, a KVCache): self-attention projects k, v for the new positions
+only and appends them to the slot's keys and values of earlier steps; cross-attention (`static_kv`)
+projects the fixed encoder output once, stores it, and reuses it at every later step.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Hashable
 
 import numpy as np
 
 from scratchzoo import functional as F
 from scratchzoo.autograd import DTypeError, ShapeError, Tensor
 from scratchzoo.nn import init
+from scratchzoo.nn.kv_cache import KVCache
 from scratchzoo.nn.layers import Linear
 from scratchzoo.nn.module import Module, Parameter, check_input
 
@@ -67,11 +72,14 @@ class MultiheadAttention(Module):
         return F.permute(F.reshape(x, (n, length, self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
     def _mask(self, attn_mask: Any, key_padding_mask: Any, is_causal: bool, n: int, tq: int, tk: int,
-              dtype: np.dtype) -> np.ndarray | None:
-        """One additive mask broadcasting to the scores (N, H, L, S), or None."""
+              dtype: np.dtype, past: int = 0) -> np.ndarray | None:
+        """One additive mask broadcasting to the scores (N, H, L, S), or None.
+
+        The causal mask lets query i (position past + i, after `past` cached positions) see keys 0..past + i.
+        """
         total = None
         if attn_mask is None and is_causal:
-            attn_mask = ~np.tril(np.ones((tq, tk), dtype=bool))
+            attn_mask = ~np.tril(np.ones((tq, tk), dtype=bool), k=past)
         if attn_mask is not None:
             mask = _mask_array(attn_mask, "attn_mask")
             if mask.shape == (tq, tk):
@@ -89,9 +97,31 @@ class MultiheadAttention(Module):
             total = padding if total is None else total + padding
         return total
 
+    def _keys_values(self, key: Tensor, value: Tensor, cache: KVCache | None, slot: Hashable,
+                     static_kv: bool) -> tuple[Tensor, Tensor, int]:
+        """(k, v, past): the keys and values to attend over, and how many of them earlier steps cached."""
+        if cache is not None and static_kv and cache.get(slot) is not None:
+            return (*cache.get(slot), 0)  # fixed memory: projected on the first step, reused since
+        k, v = (self._split_heads(self._project(x, part)) for part, x in ((1, key), (2, value)))
+        if cache is None:
+            return k, v, 0
+        if static_kv:
+            cache.put(slot, k, v)
+            return k, v, 0
+        past = cache.length(slot)
+        k, v = cache.append(slot, k, v)  # positions 0 .. past + L - 1
+        return k, v, past
+
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Any = None,
                 need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+                is_causal: bool = False, *, cache: KVCache | None = None, cache_slot: Hashable = None,
+                static_kv: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Attention of `query` over `key`/`value`; returns (output, weights or None) as torch.
+
+        With `cache`, keys and values live in `cache` under `cache_slot`: by default the new positions'
+        k, v are appended (self-attention, one step at a time; masks then cover all cached keys); with
+        `static_kv` they are projected on the first call, stored, and reused afterwards (cross-attention).
+        """
         for x in (query, key, value):
             check_input(self, x, last_dim=self.embed_dim, ndims=(2, 3))
         unbatched = query.ndim == 2
@@ -101,13 +131,14 @@ class MultiheadAttention(Module):
                 key_padding_mask = _mask_array(key_padding_mask, "key_padding_mask")[None]
         elif not self.batch_first:  # (L, N, E) -> (N, L, E)
             query, key, value = (F.transpose(x, 0, 1) for x in (query, key, value))
-        n, tq, tk = query.shape[0], query.shape[1], key.shape[1]
+        n, tq = query.shape[0], query.shape[1]
         if key.shape[0] != n or value.shape[:2] != key.shape[:2]:
             raise ShapeError(f"{self.describe()}: query, key and value disagree on batch or length: "
                              f"{query.shape}, {key.shape}, {value.shape}")
 
-        q, k, v = (self._split_heads(self._project(x, part)) for part, x in enumerate((query, key, value)))
-        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, tk, query.dtype)
+        q = self._split_heads(self._project(query, 0))  # (N, H, L, d_head)
+        k, v, past = self._keys_values(key, value, cache, cache_slot, static_kv)  # (N, H, S, d_head)
+        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, k.shape[2], query.dtype, past)
         dropout_p = self.dropout if self.training else 0.0
         heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                need_weights=need_weights)  # (N, H, L, d_head)

@@ -61,8 +61,10 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         if isinstance(value, (Parameter, Module)):
-            self._forget(name)  # the name moves to its new registry, as in PyTorch
-            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+            registry = self._parameters if isinstance(value, Parameter) else self._modules
+            if name not in registry:  # a reassigned slot keeps its place in state_dict(), as in PyTorch
+                self._forget(name)  # the name moves to its new registry
+            registry[name] = value
         elif name in self._parameters or name in self._modules:
             # a known slot takes its own kind or None (say, no bias); anything else would silently drop
             # the weight or child from parameters() and state_dict(), so it is an error (as in torch)

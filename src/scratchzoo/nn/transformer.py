@@ -7,11 +7,15 @@ Encoder layer (post-LN, the paper):  y = LayerNorm(x + SelfAttn(x));  out = Laye
              Pre-LN (norm_first=True): y = x + SelfAttn(LayerNorm(x));  out = y + FFN(LayerNorm(y)).
 Decoder layer: masked self-attention, then cross-attention (queries from the decoder, keys and values
              from the encoder's output, `memory`), then the FFN; each a residual block as above.
+Incremental decoding: given a KVCache, the decoder takes only the new target positions; each layer's
+             self-attention appends their keys and values to slot "layer{i}.self" and its cross-attention
+             projects `memory` once into slot "layer{i}.cross". Every sublayer but attention acts on each
+             position alone, so the new positions' outputs equal those of a full causal pass.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
@@ -20,6 +24,7 @@ from scratchzoo.autograd import ShapeError, Tensor
 from scratchzoo.nn import init
 from scratchzoo.nn.attention import MultiheadAttention
 from scratchzoo.nn.containers import ModuleList
+from scratchzoo.nn.kv_cache import KVCache
 from scratchzoo.nn.layers import Dropout, LayerNorm, Linear
 from scratchzoo.nn.module import Module, Parameter, check_input
 
@@ -39,23 +44,26 @@ def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
 
 
 class SinusoidalPositionalEncoding(Module):
-    """y = dropout(x + pe[:T]), pe a fixed table (a non-persistent buffer: rebuilt, never saved).
+    """y = dropout(x + pe[start : start + T]), pe a fixed table (a non-persistent buffer: rebuilt, never saved).
 
-    x is (N, T, d_model) with batch_first (the default), (T, N, d_model) without, or (T, d_model).
+    x is (N, T, d_model) with batch_first (the default), (T, N, d_model) without, or (T, d_model);
+    `start` is the position of x's first step (nonzero when decoding one step at a time).
     """
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0, batch_first: bool = True):
         super().__init__()
         self.d_model, self.max_len, self.batch_first = d_model, max_len, batch_first
-        self.register_buffer("pe", Tensor(sinusoidal_table(max_len, d_model).astype(np.float32)), persistent=False)
+        # float64, so a float64 model adds the exact table; cast to the input's dtype where it is added
+        self.register_buffer("pe", Tensor(sinusoidal_table(max_len, d_model)), persistent=False)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
         check_input(self, x, last_dim=self.d_model, dtype=None)
         length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
-        if length > self.max_len:
-            raise ShapeError(f"{self.describe()}: sequence of length {length} exceeds max_len {self.max_len}")
-        pe = self.pe.data[:length].astype(x.dtype, copy=False)  # a constant: no gradient to the table
+        if start < 0 or start + length > self.max_len:
+            raise ShapeError(f"{self.describe()}: positions {start}..{start + length - 1} exceed "
+                             f"max_len {self.max_len}")
+        pe = self.pe.data[start:start + length].astype(x.dtype, copy=False)  # a constant: no gradient to the table
         if not self.batch_first and x.ndim == 3:
             pe = pe[:, None, :]  # (T, 1, d): the same positions for every sequence of the batch
         return self.dropout(F.add(x, pe))
@@ -65,7 +73,8 @@ class SinusoidalPositionalEncoding(Module):
 
 
 class LearnedPositionalEmbedding(Module):
-    """y = dropout(x + weight[:T]), weight (max_len, d_model) learned (BERT/GPT-2 style, init N(0, 0.02^2))."""
+    """y = dropout(x + weight[start : start + T]), weight (max_len, d_model) learned (BERT/GPT-2 style, init
+    N(0, 0.02^2)); `start` is the position of x's first step (nonzero when decoding one step at a time)."""
 
     def __init__(self, max_len: int, d_model: int, dropout: float = 0.0, batch_first: bool = True,
                  std: float = 0.02):
@@ -74,12 +83,13 @@ class LearnedPositionalEmbedding(Module):
         self.weight = init.normal_(Parameter(np.empty((max_len, d_model), dtype=np.float32)), std=std)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
         check_input(self, x, last_dim=self.d_model)
         length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
-        if length > self.max_len:
-            raise ShapeError(f"{self.describe()}: sequence of length {length} exceeds max_len {self.max_len}")
-        pe = F.index(self.weight, slice(0, length))  # (T, d): rows for positions 0..T-1
+        if start < 0 or start + length > self.max_len:
+            raise ShapeError(f"{self.describe()}: positions {start}..{start + length - 1} exceed "
+                             f"max_len {self.max_len}")
+        pe = F.index(self.weight, slice(start, start + length))  # (T, d): rows for positions start..start+T-1
         if not self.batch_first and x.ndim == 3:
             pe = F.unsqueeze(pe, 1)
         return self.dropout(F.add(x, pe))
@@ -164,15 +174,20 @@ class TransformerDecoderLayer(_FeedForwardBlocks):
 
     def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None, memory_mask: Any = None,
                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
-                memory_is_causal: bool = False) -> Tensor:
+                memory_is_causal: bool = False, *, cache: KVCache | None = None,
+                cache_slot: Hashable = "layer0") -> Tensor:
+        """With `cache`, `tgt` holds only the new positions; keys and values go to slots
+        f"{cache_slot}.self" (appended) and f"{cache_slot}.cross" (memory, projected once)."""
         def self_block(h: Tensor) -> Tensor:  # queries, keys and values all from the target side
             return self.dropout1(self.self_attn(h, h, h, key_padding_mask=tgt_key_padding_mask, attn_mask=tgt_mask,
-                                                need_weights=False, is_causal=tgt_is_causal)[0])
+                                                need_weights=False, is_causal=tgt_is_causal, cache=cache,
+                                                cache_slot=f"{cache_slot}.self")[0])
 
         def cross_block(h: Tensor) -> Tensor:  # queries from the decoder, keys and values from the encoder
             return self.dropout2(self.multihead_attn(h, memory, memory, key_padding_mask=memory_key_padding_mask,
                                                      attn_mask=memory_mask, need_weights=False,
-                                                     is_causal=memory_is_causal)[0])
+                                                     is_causal=memory_is_causal, cache=cache,
+                                                     cache_slot=f"{cache_slot}.cross", static_kv=True)[0])
 
         x = self._residual(tgt, self.norm1, self_block)
         x = self._residual(x, self.norm2, cross_block)
@@ -213,12 +228,15 @@ class TransformerDecoder(Module):
 
     def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None, memory_mask: Any = None,
                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
-                tgt_is_causal: bool | None = None, memory_is_causal: bool = False) -> Tensor:
+                tgt_is_causal: bool | None = None, memory_is_causal: bool = False, *,
+                cache: KVCache | None = None) -> Tensor:
+        """With `cache` (incremental decoding), `tgt` holds only the positions after those cached;
+        layer i keeps its keys and values in slots "layer{i}.self" and "layer{i}.cross"."""
         x = tgt
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
                       memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=bool(tgt_is_causal),
-                      memory_is_causal=memory_is_causal)
+                      memory_is_causal=memory_is_causal, cache=cache, cache_slot=f"layer{i}")
         return x if self.norm is None else self.norm(x)
 
 
