@@ -17,7 +17,8 @@ steps' losses of the two must agree to 1e-4, so a wrong computation is never tim
 A config is one function registered with `@config(name, target)`: it builds both models with the same
 weights (ours' state_dict loaded into torch's) and the same batches, and returns a `Case` of two
 zero-argument step functions that each return that step's loss as a float. `target` is the ratio
-(ours / torch) the config should stay under.
+(ours / torch) the config should stay under. `extras` (optional) measures further figures printed under
+the config's row and added to its JSON (gpt: sampling speed with and without the KV cache).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import scratchzoo as sz
 from scratchzoo import functional as F
 from scratchzoo import nn, optim
 from scratchzoo.models.cnn import CNN, CNNConfig
+from scratchzoo.models.gpt import GPT, GPTConfig
 
 WARMUP_STEPS = 10
 MIN_STEPS = 20
@@ -58,15 +60,18 @@ class Config:
     name: str
     target: float
     build: Callable[[], Case]
+    extras: Callable[[], dict[str, float]] | None = None  # more figures of the config, measured after the step
 
 
 CONFIGS: dict[str, Config] = {}
 
 
-def config(name: str, target: float) -> Callable[[Callable[[], Case]], Callable[[], Case]]:
-    """Register a config builder under `name`, with its target ratio ours/torch."""
+def config(name: str, target: float, extras: Callable[[], dict[str, float]] | None = None
+           ) -> Callable[[Callable[[], Case]], Callable[[], Case]]:
+    """Register a config builder under `name`, with its target ratio ours/torch; `extras()` returns
+    further named figures (say, sampling speed) added to the config's row."""
     def register(build: Callable[[], Case]) -> Callable[[], Case]:
-        CONFIGS[name] = Config(name, target, build)
+        CONFIGS[name] = Config(name, target, build, extras)
         return build
     return register
 
@@ -210,6 +215,172 @@ def lstm() -> Case:
     return adam_cross_entropy_case(ours, theirs, batches)
 
 
+@config("transformer", target=1.5)
+def transformer() -> Case:
+    """nn.Transformer(d_model 128, nhead 4, 2 encoder + 2 decoder layers, dim_feedforward 512, dropout 0,
+    batch_first) between source and target Embeddings (vocabularies of 64) and a Linear(128, 64) head;
+    source and target length 16, batch 64, causal target mask, cross-entropy over all 64 * 16 target
+    positions, Adam(lr=1e-3), float32: one teacher-forced training step of a small seq2seq model.
+    A batch's input is (64, 32) ids: the 16 source ids, then the 16 target-input ids."""
+    sz.manual_seed(0)
+    vocab, d_model, length = 64, 128, 16
+    sizes = dict(d_model=d_model, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=512,
+                 dropout=0.0, batch_first=True)
+
+    class Ours(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.src_embed, self.tgt_embed = nn.Embedding(vocab, d_model), nn.Embedding(vocab, d_model)
+            self.transformer, self.head = nn.Transformer(**sizes), nn.Linear(d_model, vocab)
+            self.tgt_mask = nn.Transformer.generate_square_subsequent_mask(length)  # -inf above the diagonal
+
+        def forward(self, ids: sz.Tensor) -> sz.Tensor:
+            src, tgt = self.src_embed(ids[:, :length]), self.tgt_embed(ids[:, length:])  # (N, 16, 128) each
+            out = self.transformer(src, tgt, tgt_mask=self.tgt_mask)                      # (N, 16, 128)
+            return self.head(out).reshape(-1, vocab)                                      # (N*16, 64)
+
+    class Theirs(torch.nn.Module):  # the same module tree, so the state dicts share their keys
+        def __init__(self) -> None:
+            super().__init__()
+            self.src_embed = torch.nn.Embedding(vocab, d_model)
+            self.tgt_embed = torch.nn.Embedding(vocab, d_model)
+            self.transformer, self.head = torch.nn.Transformer(**sizes), torch.nn.Linear(d_model, vocab)
+            self.register_buffer("tgt_mask", torch.nn.Transformer.generate_square_subsequent_mask(length),
+                                 persistent=False)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            src, tgt = self.src_embed(ids[:, :length]), self.tgt_embed(ids[:, length:])
+            out = self.transformer(src, tgt, tgt_mask=self.tgt_mask)
+            return self.head(out).reshape(-1, vocab)
+
+    ours, theirs = Ours(), Theirs()
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, vocab, size=(64, 2 * length)), rng.integers(0, vocab, size=64 * length))
+               for _ in range(4)]
+    return adam_cross_entropy_case(ours, theirs, batches)
+
+
+# ---------------------------------------------------------------------------- gpt (models/gpt.py)
+
+GPT_SIZES = dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)
+GPT_BATCH = 12
+SAMPLE_TOKENS = 192  # from a one-token prompt: the first 63 inside the block, the rest past it
+
+
+class TorchGPT(torch.nn.Module):
+    """nanoGPT's model.py, condensed (flash attention path, no bias, tied head), with the same names."""
+
+    class Block(torch.nn.Module):
+        def __init__(self, n_embd: int, n_head: int) -> None:
+            super().__init__()
+            self.n_head = n_head
+            self.ln_1 = torch.nn.LayerNorm(n_embd, bias=False)
+            self.attn = torch.nn.Module()
+            self.attn.c_attn = torch.nn.Linear(n_embd, 3 * n_embd, bias=False)
+            self.attn.c_proj = torch.nn.Linear(n_embd, n_embd, bias=False)
+            self.ln_2 = torch.nn.LayerNorm(n_embd, bias=False)
+            self.mlp = torch.nn.Module()
+            self.mlp.c_fc = torch.nn.Linear(n_embd, 4 * n_embd, bias=False)
+            self.mlp.c_proj = torch.nn.Linear(4 * n_embd, n_embd, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            B, T, C = x.size()
+            q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                       for t in self.attn.c_attn(self.ln_1(x)).split(C, dim=2))
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.attn.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+            return x + self.mlp.c_proj(torch.nn.functional.gelu(self.mlp.c_fc(self.ln_2(x))))
+
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int, **_: object):
+        super().__init__()
+        self.block_size = block_size
+        self.transformer = torch.nn.ModuleDict(dict(
+            wte=torch.nn.Embedding(vocab_size, n_embd), wpe=torch.nn.Embedding(block_size, n_embd),
+            h=torch.nn.ModuleList([self.Block(n_embd, n_head) for _ in range(n_layer)]),
+            ln_f=torch.nn.LayerNorm(n_embd, bias=False)))
+        self.lm_head = torch.nn.Linear(n_embd, vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.size(1)))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        """nanoGPT's generate: the whole (cropped) context through the model for every new token."""
+        for _ in range(max_new_tokens):
+            logits = self(idx[:, -self.block_size:])[:, -1, :]
+            idx = torch.cat((idx, torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1)), dim=1)
+        return idx
+
+
+def gpt_sampling() -> dict[str, float]:
+    """Tokens per second of sampling SAMPLE_TOKENS tokens (batch 1, temperature 1): ours with and without
+    the KV cache, and nanoGPT's torch generate (no cache) for reference; medians of 3."""
+    sz.manual_seed(0)
+    torch.manual_seed(0)
+    ours, theirs = GPT(GPTConfig(**GPT_SIZES)), TorchGPT(**GPT_SIZES).eval()
+    copy_weights(ours, theirs)
+    prompt = np.zeros((1, 1), dtype=np.int64)
+
+    def rate(generate: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            generate()
+            times.append(time.perf_counter() - start)
+        return round(SAMPLE_TOKENS / statistics.median(times), 1)
+
+    return {"sample_tokens_per_s_kv_cache": rate(lambda: ours.generate(prompt, SAMPLE_TOKENS)),
+            "sample_tokens_per_s_no_cache": rate(lambda: ours.generate(prompt, SAMPLE_TOKENS, use_cache=False)),
+            "torch_sample_tokens_per_s_no_cache": rate(lambda: theirs.generate(torch.from_numpy(prompt),
+                                                                               SAMPLE_TOKENS))}
+
+
+@config("gpt", target=1.5, extras=gpt_sampling)
+def gpt() -> Case:
+    """nanoGPT's shakespeare_char CPU configuration (n_layer 4, n_head 4, n_embd 128, block_size 64, vocab 65,
+    no bias, dropout 0): one training step on a batch of 12 x 64 tokens, cross-entropy over all 768
+    positions, AdamW(lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on the >= 2-D parameters) as gpt-char
+    trains (recipes/gpt.py), float32. The torch side is nanoGPT's model (TorchGPT) with the same weights."""
+    sz.manual_seed(0)
+    ours, theirs = GPT(GPTConfig(**GPT_SIZES)), TorchGPT(**GPT_SIZES)
+    copy_weights(ours, theirs)
+
+    def adamw(params: list, make: Callable[..., object]) -> object:
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.1},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        return make(groups, lr=1e-3, betas=(0.9, 0.99))
+
+    ours_optimizer = adamw(list(ours.parameters()), optim.AdamW)
+    torch_optimizer = adamw(list(theirs.parameters()), torch.optim.AdamW)
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 65, size=(GPT_BATCH, 64)), rng.integers(0, 65, size=GPT_BATCH * 64))
+               for _ in range(4)]
+    ours_batch = cycle([(sz.Tensor(x), sz.Tensor(y)) for x, y in batches])
+    torch_batch = cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches])
+
+    def ours_step() -> float:
+        x, y = ours_batch()
+        ours_optimizer.zero_grad()
+        loss = F.cross_entropy(ours(x).reshape(-1, 65), y)
+        loss.backward()
+        ours_optimizer.step()
+        return loss.item()
+
+    def torch_step() -> float:
+        x, y = torch_batch()
+        torch_optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(theirs(x).reshape(-1, 65), y)
+        loss.backward()
+        torch_optimizer.step()
+        return loss.item()
+
+    return Case(ours_step, torch_step)
+
+
 # ============================================================================ measuring
 
 
@@ -255,8 +426,9 @@ def measure(entry: Config, steps: int) -> dict[str, float | str]:
         torch_times.append(end - middle)
     ours_ms = 1e3 * statistics.median(ours_times)
     torch_ms = 1e3 * statistics.median(torch_times)
-    return {"config": entry.name, "ours_ms": round(ours_ms, 3), "torch_ms": round(torch_ms, 3),
-            "ratio": round(ours_ms / torch_ms, 3), "target": entry.target}
+    row = {"config": entry.name, "ours_ms": round(ours_ms, 3), "torch_ms": round(torch_ms, 3),
+           "ratio": round(ours_ms / torch_ms, 3), "target": entry.target}
+    return {**row, **(entry.extras() if entry.extras else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name:<10} {row['ours_ms']:>13.3f} {row['torch_ms']:>14.3f} {row['ratio']:>7.2f} "
                   f"{row['target']:>7.2f}", flush=True)
+            for key in list(row)[5:]:  # a config's extras, one per line under its row
+                print(f"  {key}: {row[key]}", flush=True)
     return 0
 
 

@@ -1,7 +1,12 @@
-"""`scratchzoo list | train RECIPE [options] | eval RECIPE --ckpt DIR | bench [--config NAME] [--json]`.
+"""`scratchzoo list | train RECIPE [options] | eval RECIPE --ckpt DIR | sample RECIPE --ckpt DIR [options] |
+bench [--config NAME] [--json]`.
 
 The options of `train` are the fields of the recipe's config dataclass, spelled with dashes
-(`--batch-size 64`, `--show-backward`), so the CLI never drifts from the recipes.
+(`--batch-size 64`, `--show-backward`), so the CLI never drifts from the recipes. `sample` continues a
+prompt with a generative recipe's checkpoint (`Recipe.sample`) and prints each piece as it is generated:
+
+    scratchzoo sample gpt-char --ckpt runs/gpt-char/DIR --prompt "ROMEO:" --max-new-tokens 300 \
+        --temperature 0.8 --top-k 40 --top-p 0.95 --seed 0
 """
 from __future__ import annotations
 
@@ -91,14 +96,41 @@ def _bench(config: str | None, as_json: bool) -> int:
     return subprocess.call([sys.executable, str(script), *flags])
 
 
+def _check_sampling(args: argparse.Namespace) -> None:
+    if args.max_new_tokens < 0:
+        raise UsageError(f"sample: --max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise UsageError(f"sample: --temperature must be >= 0 (0: greedy), got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"sample: --top-k must be >= 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UsageError(f"sample: --top-p must lie in (0, 1], got {args.top_p}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    """Print the prompt, then each piece of text as the recipe's sampler yields it (flushed: it streams)."""
+    recipe = _recipe(args.recipe)
+    if recipe.sample is None:
+        can = [name for name, r in _recipes().items() if r.sample is not None]
+        raise UsageError(f"sample: recipe {recipe.name!r} does not generate; recipes that do: {', '.join(can)}")
+    _check_sampling(args)
+    pieces = recipe.sample(args.ckpt, args.prompt, args.max_new_tokens, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    sys.stdout.write(args.prompt)
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
 def _run_errors() -> tuple[type[Exception], ...]:
     """Failures of a well-formed command (a missing checkpoint, a diverged run, an unavailable data set):
     their messages say what happened and what to do, so they print as one line, exit code 1.
     Imported only when an exception is being matched, so that `bench` never loads the recipes."""
     from scratchzoo.data.datasets import DatasetUnavailable
     from scratchzoo.io import CheckpointError
-    from scratchzoo.recipes.common import TrainingDiverged
-    return CheckpointError, DatasetUnavailable, TrainingDiverged
+    from scratchzoo.recipes.common import PromptError, TrainingDiverged
+    return CheckpointError, DatasetUnavailable, PromptError, TrainingDiverged
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint directory")
     evaluate.add_argument("recipe")
     evaluate.add_argument("--ckpt", required=True)
+    sample = commands.add_parser("sample", help="continue a prompt from a checkpoint, printing as it goes")
+    sample.add_argument("recipe")
+    sample.add_argument("--ckpt", required=True)
+    sample.add_argument("--prompt", default="\n")
+    sample.add_argument("--max-new-tokens", type=int, default=500)
+    sample.add_argument("--temperature", type=float, default=0.8, help="0: greedy (always the most likely)")
+    sample.add_argument("--top-k", type=int, default=None, help="sample among the k most likely only")
+    sample.add_argument("--top-p", type=float, default=None, help="... among the fewest holding probability p")
+    sample.add_argument("--seed", type=int, default=None)
     bench = commands.add_parser("bench", help="time a training step against PyTorch CPU")
     bench.add_argument("--config", default=None)
     bench.add_argument("--json", action="store_true")
@@ -126,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_metrics(metrics)
         elif args.command == "eval":
             _print_metrics(_recipe(args.recipe).evaluate(args.ckpt))
+        elif args.command == "sample":
+            _sample(args)
         elif args.command == "bench":
             return _bench(args.config, args.json)
     except UsageError as error:

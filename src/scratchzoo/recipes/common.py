@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -26,14 +26,24 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint stays on disk."""
 
 
+class PromptError(ValueError):
+    """A prompt the model cannot read (say, a character outside its vocabulary)."""
+
+
 @dataclass
 class Recipe:
-    """A named task: its config dataclass, how to train it and how to evaluate a checkpoint."""
+    """A named task: its config dataclass, how to train it and how to evaluate a checkpoint.
+
+    A generative recipe also has `sample(ckpt, prompt, max_new_tokens, temperature, top_k, top_p, seed)`,
+    an iterator over the pieces of text that continue the prompt (`scratchzoo sample` prints them as
+    they come).
+    """
     name: str
     description: str
     config_class: type
     train: Callable[..., dict[str, float]]
     evaluate: Callable[..., dict[str, float]]
+    sample: Callable[..., Iterator[str]] | None = None
 
 
 def run_directory(recipe: str, out: str | None) -> Path:

@@ -1,0 +1,107 @@
+"""What docs/en/moe.md claims about Mixture-of-Experts, each as a test."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import rand
+
+import scratchzoo as sz
+from scratchzoo.models.moe import MoE, MoEConfig, load_balancing_loss
+
+
+def layer(**options) -> MoE:
+    sz.manual_seed(0)
+    return MoE(MoEConfig(**{"d_model": 6, "hidden": 10, "num_experts": 5, "top_k": 2, **options})).double()
+
+
+def test_top_k_gating_uses_exactly_k_experts_per_token():
+    moe = layer()
+    x = rand(9, 6)
+    y = moe(sz.Tensor(x)).data
+    index = moe.last_expert_index
+    assert index.shape == (9, 2) and all(len(set(row)) == 2 for row in index)
+    for n in range(9):  # y_n is the gated sum of exactly those k experts' outputs on x_n
+        token = sz.Tensor(x[n:n + 1])
+        expected = sum(g * moe.experts[int(e)](token).data[0] for e, g in zip(index[n], moe.last_gates[n]))
+        assert np.allclose(y[n], expected, atol=1e-12)
+
+
+def test_gate_weights_of_a_token_sum_to_one_and_renormalise_the_router_probabilities():
+    moe = layer(top_k=3)
+    x = rand(7, 6)
+    moe(sz.Tensor(x))
+    gates, index = moe.last_gates, moe.last_expert_index
+    assert np.allclose(gates.sum(axis=1), 1.0) and np.all(gates > 0)
+    scores = x @ moe.router.gate.weight.data.T
+    probs = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    chosen = np.take_along_axis(probs, index, axis=1)
+    assert np.allclose(gates, chosen / chosen.sum(axis=1, keepdims=True))  # softmax over the k = renormalised
+    assert np.all(np.diff(gates, axis=1) <= 0)  # best first
+
+
+def balance_loss(shares: list[float], tokens: int = 400) -> float:
+    """The loss for a confident router (P_i = f_i) that sends `shares[i]` of the tokens to expert i."""
+    counts = np.round(np.array(shares) * tokens).astype(int)
+    index = np.repeat(np.arange(len(shares)), counts)[:, None]  # top-1 choices
+    probs = np.eye(len(shares))[index[:, 0]] * 0.999 + 0.001 / len(shares)
+    return load_balancing_loss(sz.Tensor(probs), index, len(shares)).item()
+
+
+def test_balancing_loss_is_one_for_uniform_routing_and_grows_with_imbalance():
+    assert balance_loss([0.25] * 4) == pytest.approx(1.0)
+    losses = [balance_loss(shares) for shares in ([0.25] * 4, [0.4, 0.2, 0.2, 0.2], [0.7, 0.1, 0.1, 0.1], [1, 0, 0, 0])]
+    assert np.all(np.diff(losses) > 0), losses
+    assert losses[-1] == pytest.approx(4.0, rel=1e-2)  # everything on one expert: L -> E
+    # uniform load with uniform probabilities through the layer: a zero router scores every expert equally
+    moe = layer(top_k=1, num_experts=4)
+    moe.router.gate.weight.data[:] = 0
+    moe(sz.Tensor(rand(8, 6)))
+    assert moe.aux_loss.item() == pytest.approx(1.0)
+
+
+def test_tokens_over_capacity_pass_through_the_residual_unchanged():
+    moe = layer(top_k=1, num_experts=4, capacity_factor=1.0)  # capacity = ceil(1.0 * 8 * 1 / 4) = 2
+    moe.router.gate.weight.data[:] = 0
+    moe.router.gate.weight.data[0] = 1.0  # every (positive) token prefers expert 0
+    x = sz.Tensor(np.abs(rand(8, 6)), requires_grad=True)
+    y = moe(x)
+    assert moe.capacity(8) == 2 and moe.last_dropped == pytest.approx(6 / 8)
+    assert np.all(y.data[2:] == 0) and np.all(np.abs(y.data[:2]).sum(axis=1) > 0)  # first come, first served
+    block = x + y  # the residual connection around the layer
+    assert np.array_equal(block.data[2:], x.data[2:])
+    block.sum().backward()
+    assert np.array_equal(x.grad[2:], np.ones((6, 6)))  # their gradient flows through the residual only
+
+
+def test_shared_experts_serve_every_token():
+    moe = layer(top_k=1, num_experts=4, capacity_factor=1.0, num_shared_experts=1)
+    moe.router.gate.weight.data[:] = 0
+    moe.router.gate.weight.data[0] = 1.0
+    x = sz.Tensor(np.abs(rand(8, 6)))
+    y = moe(x)
+    assert np.allclose(y.data[2:], moe.shared_experts[0](x).data[2:])  # dropped by routing, still served
+
+
+def test_noise_only_in_training_mode():
+    noisy = layer(noisy_gating=True)
+    x = sz.Tensor(rand(10, 6))
+    noisy.train()
+    assert not np.allclose(noisy(x).data, noisy(x).data)  # a fresh N(0,1) draw each forward
+    noisy.eval()
+    first = noisy(x).data
+    assert np.array_equal(first, noisy(x).data)
+    clean = layer()
+    clean.load_state_dict({k: v for k, v in noisy.state_dict().items() if "noise" not in k})
+    assert np.array_equal(first, clean(x).data)  # eval: H(x) = x W_g, the noise branch is off
+
+
+def test_each_expert_runs_once_on_a_contiguous_block_of_its_tokens():
+    moe = layer(num_experts=3)
+    calls = []
+    for i, expert in enumerate(moe.experts):
+        original = expert.forward
+        expert.forward = lambda block, i=i, original=original: calls.append((i, block.shape[0])) or original(block)
+    moe(sz.Tensor(rand(4, 5, 6)))
+    assert sorted(i for i, _ in calls) == sorted(set(i for i, _ in calls))  # no expert twice
+    assert {i: n for i, n in calls} == {i: c for i, c in enumerate(np.bincount(moe.last_expert_index.ravel(),
+                                                                              minlength=3)) if c}

@@ -1,0 +1,322 @@
+"""models/gpt.py against a nanoGPT-style PyTorch reference (weights copied): the block and the whole model,
+forward and backward, float32 and float64; the key/value cache; sampling; the feed-forward hook."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as tnn
+from torch.nn import functional as TF
+
+import scratchzoo as sz
+from helpers import assert_matches_torch
+from scratchzoo.models.gpt import GPT, MLP, Block, GPTConfig, sample_next
+from scratchzoo.nn import KVCache, Linear, Module
+from scratchzoo import functional as F
+from scratchzoo.functional.elementwise import normal_cdf_and_kernel_float32
+
+SMALL = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=True)
+
+
+# ============================================================================ nanoGPT's model, in torch
+
+
+class TorchLayerNorm(tnn.Module):
+    """nanoGPT's LayerNorm with an optional bias."""
+
+    def __init__(self, ndim: int, bias: bool):
+        super().__init__()
+        self.weight = tnn.Parameter(torch.ones(ndim))
+        self.bias = tnn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return TF.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class TorchCausalSelfAttention(tnn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_attn = tnn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = tnn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = tnn.Dropout(config.dropout)
+        self.n_head, self.n_embd = config.n_head, config.n_embd
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # nanoGPT's slow path, spelled out
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        att = TF.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class TorchMLP(tnn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = tnn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = tnn.GELU()
+        self.c_proj = tnn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = tnn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class TorchBlock(tnn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = TorchLayerNorm(config.n_embd, bias=config.bias)
+        self.attn = TorchCausalSelfAttention(config)
+        self.ln_2 = TorchLayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = TorchMLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class TorchGPT(tnn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.transformer = tnn.ModuleDict(dict(
+            wte=tnn.Embedding(config.vocab_size, config.n_embd),
+            wpe=tnn.Embedding(config.block_size, config.n_embd),
+            drop=tnn.Dropout(config.dropout),
+            h=tnn.ModuleList([TorchBlock(config) for _ in range(config.n_layer)]),
+            ln_f=TorchLayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = tnn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # nanoGPT's weight tying
+
+    def forward(self, idx):
+        pos = torch.arange(0, idx.size(1), dtype=torch.long)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))
+
+
+def ids(*shape: int, vocab: int = SMALL.vocab_size, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, vocab, size=shape)
+
+
+# ============================================================================ parity
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_block_matches_nanogpt(dtype, bias):
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=bias)
+    sz.manual_seed(0)
+    torch.manual_seed(0)
+    theirs = TorchBlock(config)
+    for p in theirs.parameters():  # LayerNorm starts at (1, 0): move it so its gradients are tested for real
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    assert_matches_torch(Block(config, MLP(config)), theirs, [np.random.default_rng(1).standard_normal((3, 7, 8))],
+                         dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpt_matches_nanogpt(dtype, bias):
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=bias)
+    sz.manual_seed(0)
+    torch.manual_seed(0)
+    theirs = TorchGPT(config)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0.0, 0.3)
+    # (3, 8): the whole block; the tied weight's gradient is the sum of its two uses on both sides
+    assert_matches_torch(GPT(config), theirs, [ids(3, 8)], dtype=dtype)
+
+
+def test_state_dict_has_nanogpt_names_and_the_head_is_tied():
+    model = GPT(SMALL)
+    assert list(model.state_dict()) == list(TorchGPT(SMALL).state_dict())
+    assert model.lm_head.weight is model.transformer.wte.weight
+    names = [name for name, _ in model.named_parameters()]
+    assert "lm_head.weight" not in names and names[0] == "transformer.wte.weight"  # listed once, as in torch
+    assert "transformer.h.1.attn.c_attn.weight" in names and "transformer.h.1.mlp.c_fc.bias" in names
+
+
+def test_gpt2_initialisation():
+    sz.manual_seed(0)
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=True)
+    params = dict(GPT(config).named_parameters())
+    assert abs(params["transformer.wte.weight"].data.std() - 0.02) < 1e-3
+    assert abs(params["transformer.h.0.mlp.c_fc.weight"].data.std() - 0.02) < 1e-3
+    residual = 0.02 / math.sqrt(2 * config.n_layer)
+    assert abs(params["transformer.h.3.attn.c_proj.weight"].data.std() - residual) < 1e-3 * residual / 0.02 * 2
+    assert abs(params["transformer.h.3.mlp.c_proj.weight"].data.std() - residual) < 1e-3
+    assert np.all(params["transformer.h.0.attn.c_attn.bias"].data == 0)
+    assert np.all(params["transformer.ln_f.weight"].data == 1)
+    assert GPT(GPTConfig(bias=False)).num_parameters() == 795_904  # nanoGPT prints 0.80M for this config
+
+
+def test_too_long_sequence_is_a_clear_error():
+    model = GPT(SMALL)
+    with pytest.raises(ValueError, match=r"GPT: cannot read 9 tokens.*block size.*8"):
+        model(sz.Tensor(ids(1, 9)))
+    cache = KVCache()
+    model(sz.Tensor(ids(1, 6)), cache)
+    with pytest.raises(ValueError, match=r"6 cached \+ 3 new"):
+        model(sz.Tensor(ids(1, 3)), cache)
+    with pytest.raises(TypeError, match="GPT expected integer token ids"):
+        model(sz.Tensor(np.zeros((1, 3))))
+    with pytest.raises(ValueError, match=r"GPT expected token ids of shape \(B, T\)"):
+        model(sz.Tensor(ids(3)))
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        GPTConfig(n_embd=10, n_head=4)
+
+
+# ============================================================================ the key/value cache
+
+
+@pytest.mark.parametrize("prefill", [1, 5])
+def test_cached_logits_equal_the_full_forward(prefill):
+    sz.manual_seed(0)
+    model = GPT(SMALL).double().eval()
+    tokens = ids(2, SMALL.block_size)
+    full = model(sz.Tensor(tokens)).data
+    cache = KVCache()
+    pieces = [model(sz.Tensor(tokens[:, :prefill]), cache).data]
+    for t in range(prefill, SMALL.block_size):
+        pieces.append(model(sz.Tensor(tokens[:, t:t + 1]), cache).data)  # one position per step
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=1e-12, atol=1e-12)
+    assert cache.length("h.0") == cache.length("h.1") == SMALL.block_size
+
+
+def test_cached_and_uncached_generation_agree_within_the_block():
+    sz.manual_seed(0)
+    model = GPT(SMALL)
+    prompt = ids(3, 2)
+    with_cache = model.generate(prompt, 6, temperature=0)
+    without = model.generate(prompt, 6, temperature=0, use_cache=False)
+    np.testing.assert_array_equal(with_cache, without)
+    assert with_cache.shape == (3, 8) and np.array_equal(with_cache[:, :2], prompt)
+    sz.manual_seed(5)
+    a = model.generate(prompt, 6, temperature=1.0, top_k=4)
+    sz.manual_seed(5)
+    b = model.generate(prompt, 6, temperature=1.0, top_k=4, use_cache=False)
+    np.testing.assert_array_equal(a, b)  # the same draws from the same probabilities
+
+
+def test_generation_past_the_block_slides_the_cached_window_by_half_a_block():
+    """Past block_size the cached decoder rebuilds its cache from the last block_size // 2 tokens; each
+    step's logits are then those of the full model on the window it documents."""
+    sz.manual_seed(0)
+    model = GPT(SMALL).double()
+    out = model.generate(ids(1, 3), 15, temperature=0)
+    assert out.shape == (1, 18)
+    block, half = SMALL.block_size, SMALL.block_size // 2
+    for n in range(3, 18):  # out[:, n] was predicted from out[:, :n]; the window the cache held then:
+        # rebuilt at n = block + 1 from the last `half` tokens, it grows one token a step back to `block`
+        start = 0 if n <= block else n - half - (n - block - 1) % (block - half + 1)
+        window = out[:, start:n]
+        assert window.shape[1] <= block and (n <= block or window.shape[1] >= half)
+        expected = model.eval()(sz.Tensor(window)).data[:, -1].argmax(-1)
+        assert out[0, n] == expected[0], f"token {n} from a window of {window.shape[1]}"
+    uncached = model.generate(ids(1, 3), 15, temperature=0, use_cache=False)
+    np.testing.assert_array_equal(uncached[:, :block + 1], out[:, :block + 1])
+
+
+def test_stream_yields_one_token_per_row_per_step_without_recording_a_graph(monkeypatch):
+    model = GPT(SMALL)
+    recorded = []
+    real = GPT.forward
+
+    def forward(self, *args, **kwargs):
+        logits = real(self, *args, **kwargs)
+        recorded.append(logits.requires_grad)
+        return logits
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    steps = []
+    for token in model.stream(ids(2, 3), 4, temperature=0.7):
+        steps.append(token)
+        assert sz.is_grad_enabled()  # the caller's code between tokens runs with gradients as usual
+    assert len(steps) == 4 and all(s.shape == (2,) and s.dtype == np.int64 for s in steps)
+    assert recorded == [False] * 4  # no graph while sampling
+    assert model.training  # generation leaves the mode as it found it
+
+
+# ============================================================================ sampling
+
+
+def test_sample_next_temperature_zero_is_argmax_and_filters():
+    logits = np.array([[0.1, 3.0, 2.9, -1.0], [5.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(sample_next(logits, temperature=0), [1, 0])
+    sz.manual_seed(0)
+    draws = np.stack([sample_next(logits, 1.0, top_k=2) for _ in range(300)])
+    assert set(draws[:, 0]) == {1, 2}  # only the two best
+    # row 1: p = (0.03, 0.505, 0.457, 0.009); row 2: p(0) = 0.98
+    draws = np.stack([sample_next(logits, 1.0, top_p=0.5) for _ in range(300)])
+    assert set(draws[:, 0]) == {1} and set(draws[:, 1]) == {0}  # the best token alone already holds 0.5
+    draws = np.stack([sample_next(logits, 1.0, top_p=0.6) for _ in range(300)])
+    assert set(draws[:, 0]) == {1, 2} and set(draws[:, 1]) == {0}  # 0.505 < 0.6: the second best joins
+    with pytest.raises(ValueError, match="top_p"):
+        sample_next(logits, 1.0, top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        sample_next(logits, -1.0)
+
+
+def test_sample_next_draws_from_softmax_over_temperature():
+    logits = np.log(np.array([[0.1, 0.2, 0.7]]))
+    sz.manual_seed(0)
+    counts = np.bincount(np.concatenate([sample_next(np.repeat(logits, 1000, 0), 2.0) for _ in range(20)]),
+                         minlength=3) / 20000
+    expected = np.exp(logits[0] / 2) / np.exp(logits[0] / 2).sum()
+    np.testing.assert_allclose(counts, expected, atol=0.015)
+
+
+# ============================================================================ the feed-forward hook
+
+
+class Doubler(Module):
+    """A stand-in for a Mixture-of-Experts layer: any (B, T, C) -> (B, T, C) module."""
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.proj = Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x):
+        return self.proj(x) * 2.0
+
+
+def test_feed_forward_factory_replaces_the_mlp():
+    seen = []
+
+    def factory(config: GPTConfig, layer: int) -> Module:
+        seen.append(layer)
+        return Doubler(config, layer) if layer == 1 else MLP(config)
+
+    model = GPT(SMALL, feed_forward=factory)
+    assert seen == [0, 1]
+    assert isinstance(model.transformer.h[0].mlp, MLP) and model.transformer.h[1].mlp.layer == 1
+    assert "transformer.h.1.mlp.proj.weight" in model.state_dict()
+    assert abs(model.transformer.h[1].mlp.proj.weight.data.std() - 0.02) < 0.01  # GPT init reaches it too
+    logits = model(sz.Tensor(ids(2, 5)))
+    logits.sum().backward()
+    assert logits.shape == (2, 5, SMALL.vocab_size) and model.transformer.h[1].mlp.proj.weight.grad is not None
+
+
+def test_float32_gelu_fast_path_matches_torch_and_the_true_cdf():
+    """The GPT's exact GELU runs, in float32, on functional/elementwise.py's normal_cdf_and_kernel_float32
+    (A&S 7.1.26 with one shared exp, cache-blocked): Phi within 3e-7 of the true value, GELU's forward and
+    backward within float32 tolerance of torch's, including the block boundaries and odd shapes."""
+    x = np.linspace(-12, 12, 100003)
+    cdf, kernel = normal_cdf_and_kernel_float32(x.astype(np.float32))
+    exact = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float32).astype(np.float64)])
+    assert cdf.dtype == kernel.dtype == np.float32 and np.max(np.abs(cdf - exact)) < 3e-7
+    np.testing.assert_allclose(kernel, np.exp(-0.5 * x.astype(np.float32).astype(np.float64) ** 2), rtol=1e-5,
+                               atol=1e-30)
+    for shape in [(3, 40000), (7, 5), ()]:
+        assert_matches_torch(F.gelu, TF.gelu, [np.random.default_rng(2).standard_normal(shape) * 3],
+                             dtype=np.float32)
