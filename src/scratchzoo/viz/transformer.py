@@ -1,0 +1,102 @@
+"""Transformer figures: attention heatmaps of one example and the sinusoidal position table (matplotlib optional).
+
+`plot_attention` takes the dict of `Seq2SeqTransformer.attention_maps` ("encoder_self" (L, H, S, S),
+"decoder_self" (L, H, T, T), "cross" (L, H, T, S)) and writes one figure per kind, a grid of layers (rows)
+by heads (columns). Each row of a heatmap is one query position's softmax weights over the keys, so rows
+sum to 1; the decoder's self-attention is zero above the diagonal (the causal mask: position t sees only
+positions <= t), and the cross-attention of a monotonic task (pinyin, G2P) shows the alignment of outputs
+to inputs. Every function returns whether a figure was written (False when matplotlib is missing).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from scratchzoo.nn.transformer import sinusoidal_table
+from scratchzoo.viz import _pyplot, save_figure
+
+ATTENTION_FILES = {"encoder_self": ("attention_encoder.png", "encoder self-attention", "source", "source"),
+                   "decoder_self": ("attention_decoder.png", "decoder self-attention (causal)", "target", "target"),
+                   "cross": ("attention_cross.png", "cross-attention (decoder queries, encoder keys)", "target",
+                             "source")}
+
+
+def _cjk_fonts() -> list[str]:
+    """Installed fonts that can draw Chinese characters (none on a bare machine)."""
+    from matplotlib import font_manager
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return [name for name in ("Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "SimHei", "AR PL UMing CN")
+            if name in installed]
+
+
+def _drawable(labels: Sequence[str], fonts: list[str]) -> list[str]:
+    """The labels themselves, or, when they hold CJK characters and no installed font can draw them, their
+    code points (U+884C) instead of empty boxes."""
+    if fonts or not any(ord(ch) >= 0x2E80 for label in labels for ch in label):
+        return list(labels)
+    return [" ".join(f"U+{ord(ch):04X}" if ord(ch) >= 0x2E80 else ch for ch in label) for label in labels]
+
+
+def plot_attention_grid(weights: np.ndarray, query_labels: Sequence[str], key_labels: Sequence[str],
+                        path: Path | str, title: str = "attention", query_axis: str = "query",
+                        key_axis: str = "key") -> bool:
+    """One heatmap per (layer, head) of weights (L, H, Tq, Tk); colour scale 0..1 shared by all panels."""
+    plt = _pyplot()
+    if plt is None:
+        return False
+    layers, heads, tq, tk = weights.shape
+    size = max(1.6, 0.28 * max(tq, tk))
+    fonts = _cjk_fonts()
+    query_labels, key_labels = _drawable(query_labels, fonts), _drawable(key_labels, fonts)
+    with plt.rc_context({"font.family": fonts + ["DejaVu Sans"]}):
+        figure, axes = plt.subplots(layers, heads, figsize=(size * heads + 1.0, size * layers + 0.8), squeeze=False)
+        for layer in range(layers):
+            for head in range(heads):
+                axis = axes[layer, head]
+                image = axis.imshow(weights[layer, head], cmap="viridis", vmin=0.0, vmax=1.0,
+                                    interpolation="nearest")
+                axis.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
+                # tokens label the outer panels only: the grid shares its axes, and inner labels would collide
+                axis.set_xticks(np.arange(tk))
+                axis.set_xticklabels(key_labels if layer == layers - 1 else [], fontsize=6, rotation=90)
+                axis.set_yticks(np.arange(tq))
+                axis.set_yticklabels(query_labels if head == 0 else [], fontsize=6)
+                if head == 0:
+                    axis.set_ylabel(query_axis, fontsize=7)
+                if layer == layers - 1:
+                    axis.set_xlabel(key_axis, fontsize=7)
+        figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+        figure.suptitle(title, fontsize=9)
+        figure.savefig(path, dpi=100)  # colorbar over several axes: tight_layout would warn, so save as laid out
+        plt.close(figure)
+    return True
+
+
+def plot_attention(maps: dict[str, np.ndarray], source: Sequence[str], target_in: Sequence[str],
+                   run_dir: Path | str) -> bool:
+    """attention_encoder.png, attention_decoder.png and attention_cross.png in run_dir, from the maps of one
+    example: `source` labels the S source positions, `target_in` the T decoder inputs (bos, y_1, ...)."""
+    written = True
+    for kind, (name, title, query_axis, key_axis) in ATTENTION_FILES.items():
+        queries = source if query_axis == "source" else target_in
+        keys = source if key_axis == "source" else target_in
+        written &= plot_attention_grid(maps[kind], queries, keys, Path(run_dir) / name, title, query_axis, key_axis)
+    return written
+
+
+def plot_positional_encoding(path: Path | str, max_len: int, d_model: int) -> bool:
+    """The table pe (max_len, d_model) the model adds to its embeddings (nn/transformer.py, sinusoidal_table):
+    pe[pos, 2i] = sin(pos / 10000^(2i/d)), pe[pos, 2i+1] = cos(...). Early columns turn fast with the position,
+    late ones slowly, so every position gets a distinct pattern."""
+    plt = _pyplot()
+    if plt is None:
+        return False
+    table = sinusoidal_table(max_len, d_model)
+    figure, axis = plt.subplots(figsize=(min(max(6, 0.04 * d_model), 14), 3.5))
+    image = axis.imshow(table, aspect="auto", cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    axis.set(xlabel="dimension (even: sin, odd: cos)", ylabel="position",
+             title=f"sinusoidal positional encoding ({max_len} positions x {d_model} dimensions)")
+    figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
+    return save_figure(plt, figure, path)

@@ -1,0 +1,126 @@
+"""transformer-pinyin and transformer-g2p on tiny configurations and small stand-in dictionaries: the loss
+falls, metrics.json holds the issue's keys, `evaluate` reproduces them, the wall-clock budget stops training,
+and a run killed after its step-N checkpoint and resumed ends bit for bit where the straight run ends.
+The targets themselves are measured by the full runs (see the module docstring of recipes/transformer.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scratchzoo import io
+from scratchzoo.data import seq2seq
+from scratchzoo.models.transformer import Seq2SeqTransformer
+from scratchzoo.recipes import RECIPES
+from scratchzoo.recipes import transformer as recipe
+
+TINY = dict(d_model=32, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64, dropout=0.1,
+            batch_size=32, lr=3e-3, warmup_steps=5, evaluate_every=0, checkpoint_every=0, eval_batch_size=64)
+
+
+class SimulatedCrash(Exception):
+    """Stands in for a killed process."""
+
+
+@pytest.fixture
+def small_dictionaries(monkeypatch):
+    """300 real phrases (characters repeat across them, so readings can be learned) and a toy spelling
+    system of 300 words where a few letters have two spellings-out, standing in for cmudict."""
+    readings = seq2seq.pinyin_readings()
+    phrases = sorted(readings)[:300]
+    monkeypatch.setattr(seq2seq, "pinyin_readings", lambda: {p: readings[p] for p in phrases})
+    gen = np.random.default_rng(0)
+    sounds = {ch: ph for ch, ph in zip("abcdefgh", ("AE", "B", "K", "D", "EH", "F", "G", "HH"))}
+    words = {"".join(gen.choice(list(sounds), size=gen.integers(2, 7))) for _ in range(300)}
+    prons = {w: [tuple(sounds[ch] for ch in w)] + ([tuple("S" if ch == "c" else sounds[ch] for ch in w)]
+                                                   if "c" in w else []) for w in words}
+    monkeypatch.setattr(seq2seq, "cmudict_pronunciations", lambda stress=False: prons)
+
+
+@pytest.fixture
+def recorded_losses(monkeypatch):
+    seen: list[float] = []
+    original = Seq2SeqTransformer.loss
+
+    def wrapped(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        seen.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(Seq2SeqTransformer, "loss", wrapped)
+    return seen
+
+
+def test_transformer_recipes_are_registered():
+    assert RECIPES["transformer-pinyin"].config_class is recipe.PinyinConfig
+    assert RECIPES["transformer-g2p"].config_class is recipe.G2PConfig
+    assert recipe.G2PConfig().stress is False and recipe.G2PConfig().max_minutes == 60.0
+
+
+def test_pinyin_recipe_learns_and_reports(small_dictionaries, recorded_losses, tmp_path):
+    config = recipe.PinyinConfig(**TINY, steps=40, out=str(tmp_path))
+    metrics = RECIPES["transformer-pinyin"].train(config)
+    first, last = np.mean(recorded_losses[:5]), np.mean(recorded_losses[-5:])
+    assert len(recorded_losses) == 40 and last < 0.7 * first, f"loss went from {first:.4g} to {last:.4g}"
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == metrics
+    for key in ("syllable_accuracy", "phrase_accuracy", "baseline_syllable_accuracy", "baseline_phrase_accuracy",
+                "unseen_character_fraction", "train_seconds"):
+        assert 0 <= written[key] and (key == "train_seconds" or written[key] <= 1)
+    assert "我爱吃火锅" in written["probes"]
+    examples = json.loads((tmp_path / "examples.json").read_text())
+    assert {"probes", "polyphonic", "sandhi_yi_bu", "neutral_tone"} <= examples.keys()
+    evaluated = RECIPES["transformer-pinyin"].evaluate(str(tmp_path))
+    assert evaluated["syllable_accuracy"] == pytest.approx(metrics["syllable_accuracy"])
+
+
+def test_g2p_recipe_learns_and_reports(small_dictionaries, recorded_losses, tmp_path):
+    config = recipe.G2PConfig(**TINY, steps=40, beam_width=2, out=str(tmp_path))
+    metrics = RECIPES["transformer-g2p"].train(config)
+    first, last = np.mean(recorded_losses[:5]), np.mean(recorded_losses[-5:])
+    assert last < 0.7 * first, f"loss went from {first:.4g} to {last:.4g}"
+    assert 0 <= metrics["wer"] <= 1 and 0 <= metrics["per"] and metrics["train_seconds"] > 0
+    assert metrics["stress"] is False and metrics["decoding"] == "beam 2"
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+def test_max_minutes_stops_training_and_still_evaluates(small_dictionaries, recorded_losses, tmp_path, monkeypatch):
+    monkeypatch.setattr("scratchzoo.recipes.transformer.draw_figures", lambda *args: None)  # drawn elsewhere
+    config = recipe.PinyinConfig(**{**TINY, "max_minutes": 1e-9}, steps=40, out=str(tmp_path))
+    metrics = RECIPES["transformer-pinyin"].train(config)
+    assert metrics["steps_done"] == 0 and not recorded_losses and "syllable_accuracy" in metrics
+    assert io.load_checkpoint(tmp_path).step == 0
+
+
+def test_resume_is_bit_identical(small_dictionaries, tmp_path, monkeypatch):
+    n = 4
+    monkeypatch.setattr("scratchzoo.recipes.transformer.draw_figures", lambda *args: None)  # not under test here
+    options = {**TINY, "steps": 2 * n, "checkpoint_every": n}
+    straight, crashed, resumed = tmp_path / "straight", tmp_path / "crashed", tmp_path / "resumed"
+    train = RECIPES["transformer-pinyin"].train
+    train(recipe.PinyinConfig(**options, out=str(straight)))
+
+    original, calls = Seq2SeqTransformer.loss, []
+
+    def dying(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == n + 1:
+            raise SimulatedCrash(f"killed during step {n + 1}")
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(Seq2SeqTransformer, "loss", dying)
+        with pytest.raises(SimulatedCrash):
+            train(recipe.PinyinConfig(**options, out=str(crashed)))
+    assert io.load_checkpoint(crashed).step == n
+
+    train(recipe.PinyinConfig(**options, resume=str(crashed), out=str(resumed)))
+    a, b = io.load_checkpoint(straight), io.load_checkpoint(resumed)
+    assert a.step == b.step == 2 * n
+    for key in a.model_state:
+        assert np.array_equal(a.model_state[key], b.model_state[key]), key
+    for index, state in a.optimizer_state["state"].items():
+        for name, value in state.items():
+            assert np.array_equal(value, b.optimizer_state["state"][index][name]), (index, name)
+    assert a.rng_state == b.rng_state and a.extra["scheduler"] == b.extra["scheduler"]
