@@ -46,6 +46,14 @@ class Recipe:
     sample: Callable[..., Iterator[str]] | None = None
 
 
+def check_finite(value: float, step: int, last_saved: tuple[int, Path] | None) -> None:
+    """Stop on a NaN/inf loss at (0-based) `step` with TrainingDiverged, naming the last good checkpoint."""
+    if not math.isfinite(value):
+        kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
+                else "No checkpoint was saved before it")
+        raise TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
+
+
 def run_directory(recipe: str, out: str | None) -> Path:
     """`out` if given, else runs/<recipe>/<timestamp>/ (a new directory per run)."""
     path = Path(out) if out else Path("runs") / recipe / time.strftime("%Y%m%d-%H%M%S")
@@ -103,10 +111,7 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
         rows = order[position * batch_size:(position + 1) * batch_size]
         loss = loss_fn(model(Tensor(x[rows])), Tensor(y[rows]))
         value = loss.item()
-        if not math.isfinite(value):
-            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
-                    else "No checkpoint was saved before it")
-            raise TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
+        check_finite(value, step, last_saved)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -23,7 +23,6 @@ metrics.json: val_loss, train_seconds, sample.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -217,10 +216,7 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
             aux = auxiliary_loss(model)
             aux_values.append(aux.item())
             loss = loss + aux
-        if not math.isfinite(loss.item()):
-            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
-                    else "No checkpoint was saved before it")
-            raise common.TrainingDiverged(f"loss became {loss.item()} at step {step + 1}; stopping. {kept}")
+        common.check_finite(loss.item(), step, last_saved)
         optimizer.zero_grad()
         loss.backward()
         if config.grad_clip > 0:

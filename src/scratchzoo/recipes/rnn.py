@@ -19,7 +19,6 @@ and output gates over those characters).
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,10 +216,7 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
         state = detach_state(state)  # truncated BPTT: the next window starts from these values, not this graph
         loss = losses.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(y.reshape(-1)))
         value = loss.item()
-        if not math.isfinite(value):
-            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
-                    else "No checkpoint was saved before it")
-            raise common.TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
+        common.check_finite(value, step, last_saved)
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), config.clip)

@@ -334,10 +334,7 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
         src, tgt = data.train.batch(batches[position])
         loss = model.loss(src, tgt, label_smoothing=config.label_smoothing)
         value = loss.item()
-        if not math.isfinite(value):
-            kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
-                    else "No checkpoint was saved before it")
-            raise common.TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
+        common.check_finite(value, step, last_saved)
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), config.clip)
