@@ -8,7 +8,6 @@ output's `_ctx`: the recorded ops form the computation graph that `Tensor.backwa
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np

@@ -248,24 +248,48 @@ def test_decoding_outputs_hold_no_special_tokens_and_respect_max_len(decoder_mod
         assert not {PAD, BOS, EOS} & {t for row in out for t in row}
 
 
+def log_prob(model, src, ys):
+    """log p(y_1 .. y_m, eos | src) under teacher forcing (bos and pad are never emitted)."""
+    tgt = np.array([[BOS] + ys + [EOS]])
+    with sz.no_grad():
+        logits = model(src, tgt[:, :-1]).data
+    logits[..., [PAD, BOS]] = -np.inf
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    return logp[0, np.arange(len(ys) + 1), tgt[0, 1:]].sum()
+
+
+def test_output_lengths_fix_how_many_tokens_each_row_emits(decoder_model):
+    """A known output length (one syllable per character) is enforced exactly; greedy output that already has
+    that length is unchanged, and beam width 1 applies the constraint as greedy does."""
+    greedy = decoder_model.greedy_decode(SRC_DECODE)
+    natural = np.array([len(row) for row in greedy])
+    assert decoder_model.greedy_decode(SRC_DECODE, output_lengths=natural) == greedy
+    shifted = np.maximum(natural - 1, 0)
+    assert decoder_model.beam_search(SRC_DECODE, 1, output_lengths=shifted) == decoder_model.greedy_decode(
+        SRC_DECODE, output_lengths=shifted)
+    for wanted in (np.minimum(natural + 1, 5), np.maximum(natural - 2, 0), np.arange(len(natural)) % 4):
+        for out in (decoder_model.greedy_decode(SRC_DECODE, output_lengths=wanted),
+                    decoder_model.beam_search(SRC_DECODE, 3, output_lengths=wanted)):
+            assert [len(row) for row in out] == wanted.tolist()
+            assert not {PAD, BOS, EOS} & {t for row in out for t in row}
+
+
+def test_output_lengths_are_checked(decoder_model):
+    with pytest.raises(sz.ShapeError, match="output_lengths must be 8 integers"):
+        decoder_model.greedy_decode(SRC_DECODE, output_lengths=[3, 4])
+    with pytest.raises(ValueError, match=r"output_lengths must lie in \[0, 3\]"):
+        decoder_model.beam_search(SRC_DECODE, 2, max_len=5, output_lengths=np.full(8, 4))
+
+
 def test_beam_search_finds_outputs_at_least_as_likely_as_greedy(decoder_model):
     model = decoder_model.eval()
-
-    def log_prob(src, ys):  # log p(y_1 .. y_m, eos | src) under teacher forcing (bos, pad never emitted)
-        tgt = np.array([[BOS] + ys + [EOS]])
-        with sz.no_grad():
-            logits = model(src, tgt[:, :-1]).data
-        logits[..., [PAD, BOS]] = -np.inf
-        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
-            - logits.max(-1, keepdims=True)
-        return logp[0, np.arange(len(ys) + 1), tgt[0, 1:]].sum()
-
     greedy = model.greedy_decode(SRC_DECODE)
     beams = model.beam_search(SRC_DECODE, beam_width=4, length_penalty=0.0)  # pure log-probability
     assert greedy != beams  # the search found something greedy missed
     for i, (g, b) in enumerate(zip(greedy, beams)):
         src = SRC_DECODE[i:i + 1]
-        assert log_prob(src, b) >= log_prob(src, g) - 1e-9
+        assert log_prob(model, src, b) >= log_prob(model, src, g) - 1e-9
 
 
 def test_attention_maps_shapes_and_causality():

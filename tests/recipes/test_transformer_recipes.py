@@ -30,6 +30,9 @@ def small_dictionaries(monkeypatch):
     readings = seq2seq.pinyin_readings()
     phrases = sorted(readings)[:300]
     monkeypatch.setattr(seq2seq, "pinyin_readings", lambda: {p: readings[p] for p in phrases})
+    lexicon = seq2seq.pinyin_character_readings()
+    small_lexicon = {c: lexicon[c] for c in "我爱吃火锅"}  # a few characters the 300 phrases lack
+    monkeypatch.setattr(seq2seq, "pinyin_character_readings", lambda: small_lexicon)
     gen = np.random.default_rng(0)
     sounds = {ch: ph for ch, ph in zip("abcdefgh", ("AE", "B", "K", "D", "EH", "F", "G", "HH"))}
     words = {"".join(gen.choice(list(sounds), size=gen.integers(2, 7))) for _ in range(300)}
@@ -58,6 +61,21 @@ def test_transformer_recipes_are_registered():
     assert recipe.G2PConfig().stress is False and recipe.G2PConfig().max_minutes == 60.0
 
 
+def test_character_lexicon_joins_the_training_side_only():
+    """The single-character dictionary: one one-character pair per CJK character, the common reading first;
+    it adds training rows but leaves the held-out phrases exactly where they were."""
+    lexicon = seq2seq.pinyin_character_readings()
+    assert len(lexicon) > 20000 and lexicon["行"] == ("xíng",) and lexicon["一"] == ("yī",)
+    assert all(len(char) == 1 and len(reading) == 1 for char, reading in lexicon.items())
+    readings = seq2seq.pinyin_readings()
+    phrases = {p: [readings[p]] for p in sorted(readings)[:2000]}
+    small = {c: lexicon[c] for c in "行银走一不"}
+    plain, extended = recipe.build_data(phrases, 0.1), recipe.build_data(phrases, 0.1, small)
+    assert extended.test_sources == plain.test_sources and extended.test_references == plain.test_references
+    assert len(extended.train) == len(plain.train) + len(small) and extended.lexicon == small
+    assert (extended.train.src_lengths[-len(small):] == 1).all()  # the lexicon rows come last
+
+
 def test_pinyin_recipe_learns_and_reports(small_dictionaries, recorded_losses, tmp_path):
     config = recipe.PinyinConfig(**TINY, steps=40, out=str(tmp_path))
     metrics = RECIPES["transformer-pinyin"].train(config)
@@ -66,9 +84,11 @@ def test_pinyin_recipe_learns_and_reports(small_dictionaries, recorded_losses, t
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == metrics
     for key in ("syllable_accuracy", "phrase_accuracy", "baseline_syllable_accuracy", "baseline_phrase_accuracy",
-                "unseen_character_fraction", "train_seconds"):
+                "lexicon_baseline_syllable_accuracy", "lexicon_baseline_phrase_accuracy", "unseen_character_fraction",
+                "unseen_character_fraction_with_lexicon", "train_seconds"):
         assert 0 <= written[key] and (key == "train_seconds" or written[key] <= 1)
-    assert "我爱吃火锅" in written["probes"]
+    assert "我爱吃火锅" in written["probes"] and written["character_lexicon"] > 0
+    assert all(len(out.split()) == len(probe) for probe, out in written["probes"].items())  # one per character
     examples = json.loads((tmp_path / "examples.json").read_text())
     assert {"probes", "polyphonic", "sandhi_yi_bu", "neutral_tone"} <= examples.keys()
     evaluated = RECIPES["transformer-pinyin"].evaluate(str(tmp_path))

@@ -37,6 +37,21 @@ def pinyin_readings() -> dict[str, Tokens]:
     return {phrase: tuple(readings[0] for readings in syllables) for phrase, syllables in phrases_dict.items()}
 
 
+CJK_BASIC = (0x4E00, 0x9FFF)  # the CJK Unified Ideographs block: every character in common use
+
+
+def pinyin_character_readings() -> dict[str, Tokens]:
+    """character -> (its first listed reading,) from pypinyin's single-character dictionary, for the
+    20,924 characters of the CJK Unified Ideographs block it covers (the first reading is the common one:
+    行 -> xíng, 子 -> zi). A character lexicon like this is what any pinyin converter starts from; to a
+    model it is a one-character phrase per character, the reading a character has when context says nothing.
+    """
+    from pypinyin.pinyin_dict import pinyin_dict  # optional dependency: scratchzoo[data]
+
+    low, high = CJK_BASIC
+    return {chr(code): (readings.split(",")[0],) for code, readings in pinyin_dict.items() if low <= code <= high}
+
+
 def strip_stress(phoneme: str) -> str:
     """ARPAbet vowels carry a stress digit (AH0, AH1, AH2); without it the inventory is the 39 phonemes."""
     return phoneme.rstrip("012")

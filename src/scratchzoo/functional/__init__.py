@@ -34,4 +34,4 @@ from scratchzoo.functional.recurrent import (  # noqa: E402,F401
     GRUCellOp, GRUScan, LSTMCellOp, LSTMScan, RNNScan, gru_cell, gru_scan, lstm_cell_gates, lstm_scan, rnn_scan)
 # attention: scaled dot-product attention as one fused op (and its weights for visualisation)
 from scratchzoo.functional.attention import (  # noqa: E402,F401
-    AttentionWeights, ScaledDotProductAttention, scaled_dot_product_attention)
+    AttentionWeights, ScaledDotProductAttention, causal_mask, scaled_dot_product_attention)

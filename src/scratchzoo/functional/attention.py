@@ -95,6 +95,12 @@ class AttentionWeights(_AttentionBase):
         return self._score_grads(grad)
 
 
+def causal_mask(tq: int, tk: int, past: int = 0) -> np.ndarray:
+    """(tq, tk) bool, True = may attend: query i sits at position past + i (after `past` cached positions)
+    and sees keys 0..past + i, never a later one. past = 0 is torch's top-left aligned is_causal mask."""
+    return np.tril(np.ones((tq, tk), dtype=bool), k=past)
+
+
 def _masks(attn_mask: Any, is_causal: bool, tq: int, tk: int, dtype: np.dtype) -> tuple[Any, Any]:
     """(allowed bool array or None, additive float array or None) from torch's SDPA conventions."""
     allowed, additive = None, None
@@ -112,7 +118,7 @@ def _masks(attn_mask: Any, is_causal: bool, tq: int, tk: int, dtype: np.dtype) -
             raise ShapeError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} does not broadcast "
                              f"to scores of shape (..., {tq}, {tk})") from None
     if is_causal:
-        causal = np.tril(np.ones((tq, tk), dtype=bool))  # query i sees keys 0..i (top-left aligned, as torch)
+        causal = causal_mask(tq, tk)
         allowed = causal if allowed is None else (allowed & causal)
     return allowed, additive
 

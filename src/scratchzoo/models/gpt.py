@@ -74,8 +74,8 @@ class CausalSelfAttention(Module):
         else:
             past = cache.length(slot)
             k, v = cache.append(slot, k, v)  # keys and values of all past + T positions
-            allowed = np.tril(np.ones((T, past + T), dtype=bool), k=past)  # query past+i sees keys 0..past+i
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=F.causal_mask(T, past + T, past),
+                                               dropout_p=dropout_p)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 

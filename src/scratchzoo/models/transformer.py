@@ -184,6 +184,29 @@ class Seq2SeqTransformer(Module):
         logits[:, [self.config.pad_id, self.config.bos_id]] = -np.inf
         return logits
 
+    def _lengths(self, output_lengths: Any, rows: int, steps: int) -> np.ndarray | None:
+        """output_lengths as an (N,) int array, checked: each must leave room for eos within the steps."""
+        if output_lengths is None:
+            return None
+        lengths = np.asarray(output_lengths)
+        if lengths.shape != (rows,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ShapeError(f"{NAME}: output_lengths must be {rows} integers (one per source row), got "
+                             f"{lengths.dtype} array of shape {lengths.shape}")
+        if lengths.size and (lengths.min() < 0 or lengths.max() > steps - 1):
+            raise ValueError(f"{NAME}: output_lengths must lie in [0, {steps - 1}] (max_len leaves room for "
+                             f"{steps - 1} tokens before eos), got [{lengths.min()}, {lengths.max()}]")
+        return lengths
+
+    def _force_length(self, logits: np.ndarray, emitted: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """A row that has emitted fewer than its length tokens may not end (eos -> -inf); one that has
+        emitted them all may only end (everything but eos -> -inf)."""
+        eos = self.config.eos_id
+        logits[:, eos] = np.where(emitted < lengths, -np.inf, logits[:, eos])
+        ending = emitted >= lengths
+        logits[ending] = -np.inf
+        logits[ending, eos] = 0.0
+        return logits
+
     def _strip(self, ys: np.ndarray) -> list[list[int]]:
         """Rows [bos, y_1, ..., eos, pad, ...] -> [y_1, ...]: the tokens before the first eos."""
         body = ys[:, 1:]
@@ -191,19 +214,27 @@ class Seq2SeqTransformer(Module):
         ends = np.where(is_end.any(axis=1), is_end.argmax(axis=1), body.shape[1])
         return [row[:end].tolist() for row, end in zip(body, ends)]
 
-    def greedy_decode(self, src: Any, max_len: int | None = None, use_cache: bool = True) -> list[list[int]]:
+    def greedy_decode(self, src: Any, max_len: int | None = None, use_cache: bool = True,
+                      output_lengths: Any = None) -> list[list[int]]:
         """y_t = argmax_v p(v | y_<t, src) for every row at once, until all rows emit eos or max_len tokens
-        (bos and eos counted) are reached. Returns each row's ids without bos and eos."""
+        (bos and eos counted) are reached. Returns each row's ids without bos and eos.
+
+        output_lengths: (N,) ints, for tasks whose output length is known (one syllable per character):
+        row i then emits exactly output_lengths[i] tokens, the best ones under that constraint."""
         steps = self._steps(max_len)
         pad, eos = self.config.pad_id, self.config.eos_id
         with _inference(self):
             memory, src_padding = self.encode(src)
             n = memory.shape[0]
+            lengths = self._lengths(output_lengths, n, steps)
             ys = np.full((n, 1), self.config.bos_id, dtype=np.int64)
             done = np.zeros(n, dtype=bool)
             cache = KVCache() if use_cache else None
             for _ in range(steps):
-                token = self._next_logits(ys, memory, src_padding, cache).argmax(axis=-1)
+                logits = self._next_logits(ys, memory, src_padding, cache)
+                if lengths is not None:
+                    logits = self._force_length(logits, np.full(n, ys.shape[1] - 1), lengths)
+                token = logits.argmax(axis=-1)
                 token = np.where(done, pad, token)  # a finished row only pads
                 ys = np.concatenate([ys, token[:, None]], axis=1)
                 done |= token == eos
@@ -212,13 +243,14 @@ class Seq2SeqTransformer(Module):
         return self._strip(ys)
 
     def beam_search(self, src: Any, beam_width: int = 4, max_len: int | None = None, length_penalty: float = 0.6,
-                    use_cache: bool = True) -> list[list[int]]:
+                    use_cache: bool = True, output_lengths: Any = None) -> list[list[int]]:
         """Beam search over N * beam_width rows at once; returns each input's best output without bos/eos.
 
         Each step extends every beam by every token, scores the candidates by log p(y) / lp(y) with
         lp(y) = ((5 + |y|) / 6)^length_penalty, and keeps the beam_width best per input. A finished beam
         (it emitted eos) stays a candidate unchanged (extended by pad at no cost); the search ends when
         every beam of every input has finished, or after max_len tokens (bos and eos counted).
+        output_lengths: as in greedy_decode, every beam of input i emits exactly output_lengths[i] tokens.
         """
         if beam_width < 1:
             raise ValueError(f"{NAME}: beam_width must be >= 1, got {beam_width}")
@@ -229,6 +261,7 @@ class Seq2SeqTransformer(Module):
         with _inference(self):
             memory, src_padding = self.encode(src)
             n = memory.shape[0]
+            required = self._lengths(output_lengths, n, steps)
             rows = np.repeat(np.arange(n), b)  # row i * b + j is beam j of input i
             memory, src_padding = F.index(memory, rows), src_padding[rows]  # (N b, S, d), (N b, S)
             ys = np.full((n * b, 1), self.config.bos_id, dtype=np.int64)
@@ -239,7 +272,10 @@ class Seq2SeqTransformer(Module):
             pad_only = np.where(np.arange(vocab) == pad, 0.0, -np.inf)  # a finished beam's one continuation
             cache = KVCache() if use_cache else None
             for _ in range(steps):
-                logits = Tensor(self._next_logits(ys, memory, src_padding, cache))
+                logits = self._next_logits(ys, memory, src_padding, cache)
+                if required is not None:
+                    logits = self._force_length(logits, lengths.reshape(-1), np.repeat(required, b))
+                logits = Tensor(logits)
                 step_logp = F.log_softmax(logits, dim=-1).data.reshape(n, b, vocab)  # log p(v | y, src)
                 step_logp = np.where(finished[..., None], pad_only, step_logp)
                 cand_logp = (logp[..., None] + step_logp).reshape(n, b * vocab)  # (beam j, token v) at j V + v

@@ -79,7 +79,7 @@ class MultiheadAttention(Module):
         """
         total = None
         if attn_mask is None and is_causal:
-            attn_mask = ~np.tril(np.ones((tq, tk), dtype=bool), k=past)
+            attn_mask = ~F.causal_mask(tq, tk, past)
         if attn_mask is not None:
             mask = _mask_array(attn_mask, "attn_mask")
             if mask.shape == (tq, tk):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from scratchzoo import io, rng
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.nn import Module
+from scratchzoo.nn.utils import clip_grad_norm_
 from scratchzoo.optim import Optimizer
 
 
@@ -52,6 +53,19 @@ def check_finite(value: float, step: int, last_saved: tuple[int, Path] | None) -
         kept = (f"The last good checkpoint (step {last_saved[0]}) is in {last_saved[1]}" if last_saved
                 else "No checkpoint was saved before it")
         raise TrainingDiverged(f"loss became {value} at step {step + 1}; stopping. {kept}")
+
+
+def optimization_step(loss: Tensor, model: Module, optimizer: Optimizer, scheduler: Any = None,
+                      clip: float = 0.0) -> None:
+    """One update: zero the gradients, backpropagate `loss`, scale the gradients down so that their global
+    norm is at most `clip` (clip > 0), step the optimizer, then the learning-rate schedule (if any)."""
+    optimizer.zero_grad()
+    loss.backward()
+    if clip > 0:
+        clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
 
 
 def run_directory(recipe: str, out: str | None) -> Path:
@@ -112,11 +126,7 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
         loss = loss_fn(model(Tensor(x[rows])), Tensor(y[rows]))
         value = loss.item()
         check_finite(value, step, last_saved)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        optimization_step(loss, model, optimizer, scheduler)
         losses.append(value)
         if step % 10 == 0:
             bar.set_postfix(loss=f"{value:.4f}")

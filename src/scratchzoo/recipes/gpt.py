@@ -36,7 +36,6 @@ from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.data import datasets
 from scratchzoo.models.gpt import GPT, GPTConfig
 from scratchzoo.nn import Module
-from scratchzoo.nn.utils import clip_grad_norm_
 from scratchzoo.optim import AdamW
 from scratchzoo.optim.lr_scheduler import LambdaLR, warmup_cosine
 from scratchzoo.recipes import common
@@ -217,12 +216,7 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
             aux_values.append(aux.item())
             loss = loss + aux
         common.check_finite(loss.item(), step, last_saved)
-        optimizer.zero_grad()
-        loss.backward()
-        if config.grad_clip > 0:
-            clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        common.optimization_step(loss, model, optimizer, scheduler, config.grad_clip)
         losses_seen.append(value)
         done = step + 1
         if config.eval_interval and done % config.eval_interval == 0 and done != config.max_iters:

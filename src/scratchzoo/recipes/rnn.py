@@ -31,7 +31,6 @@ from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.data import datasets
 from scratchzoo.models.rnn import (CharLM, CharLMConfig, SequenceClassifier, SequenceClassifierConfig, detach_state,
                                    generate)
-from scratchzoo.nn.utils import clip_grad_norm_
 from scratchzoo.optim import Adam
 from scratchzoo.optim.lr_scheduler import CosineAnnealingLR
 from scratchzoo.recipes import common
@@ -217,11 +216,7 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
         loss = losses.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(y.reshape(-1)))
         value = loss.item()
         common.check_finite(value, step, last_saved)
-        optimizer.zero_grad()
-        loss.backward()
-        clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        scheduler.step()
+        common.optimization_step(loss, model, optimizer, scheduler, config.clip)
         losses_seen.append(value)
         done = step + 1
         if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps:

@@ -61,7 +61,6 @@ from scratchzoo.data import seq2seq
 from scratchzoo.data.seq2seq import EncodedPairs, Tokens, Vocab
 from scratchzoo.metrics import token_sequence_accuracy, word_phoneme_error_rates
 from scratchzoo.models.transformer import Seq2SeqConfig, Seq2SeqTransformer
-from scratchzoo.nn.utils import clip_grad_norm_
 from scratchzoo.optim import AdamW
 from scratchzoo.optim.lr_scheduler import LambdaLR, warmup_cosine
 from scratchzoo.recipes import common
@@ -114,6 +113,7 @@ class PinyinConfig(Seq2SeqRecipeConfig):
     lr: float = 1e-3
     warmup_steps: int = 300
     max_minutes: float | None = 80.0
+    character_lexicon: bool = True  # add pypinyin's single-character readings as one-character training pairs
 
 
 @dataclass
@@ -147,23 +147,33 @@ class Seq2SeqData:
     train: EncodedPairs
     test_sources: list[Tokens]
     test_references: list[list[Tokens]]
+    lexicon: dict[str, Tokens] = dataclasses.field(default_factory=dict)  # extra pairs: the last rows of train
+    one_per_source_token: bool = False  # every output has exactly one token per source token (pinyin)
 
 
-def build_data(references: dict[str, list[Tokens]], test_fraction: float) -> Seq2SeqData:
+def build_data(references: dict[str, list[Tokens]], test_fraction: float,
+               extra_train: dict[str, Tokens] | None = None) -> Seq2SeqData:
     """Split the keys (phrases, words), build the vocabularies from the training side and encode every
-    (source, reference) pair; a key's characters are its source tokens."""
+    (source, reference) pair; a key's characters are its source tokens. `extra_train` pairs (a lexicon)
+    join the training side only; the split is drawn from `references` alone, so it does not move."""
     train_keys, test_keys = seq2seq.split_keys(references, test_fraction, SPLIT_SEED)
     pairs = [(tuple(key), target) for key in train_keys for target in references[key]]
+    pairs += [(tuple(key), target) for key, target in sorted((extra_train or {}).items())]
     src_vocab = Vocab.from_sequences(source for source, _ in pairs)
     tgt_vocab = Vocab.from_sequences(target for _, target in pairs)
     return Seq2SeqData(src_vocab, tgt_vocab, seq2seq.encode_pairs(pairs, src_vocab, tgt_vocab),
-                       [tuple(key) for key in test_keys], [references[key] for key in test_keys])
+                       [tuple(key) for key in test_keys], [references[key] for key in test_keys],
+                       dict(extra_train or {}))
 
 
 def pinyin_data(config: PinyinConfig) -> Seq2SeqData:
-    """Characters -> syllables; one reference per phrase."""
+    """Characters -> syllables; one reference per phrase; with `character_lexicon`, every character of the
+    single-character dictionary is one more (one-character) training pair."""
     readings = seq2seq.pinyin_readings()
-    return build_data({phrase: [syllables] for phrase, syllables in readings.items()}, config.test_fraction)
+    lexicon = seq2seq.pinyin_character_readings() if config.character_lexicon else None
+    data = build_data({phrase: [syllables] for phrase, syllables in readings.items()}, config.test_fraction,
+                      lexicon)
+    return dataclasses.replace(data, one_per_source_token=True)
 
 
 def g2p_data(config: G2PConfig) -> Seq2SeqData:
@@ -197,24 +207,26 @@ def build_optimizer(model: Seq2SeqTransformer, config: Seq2SeqRecipeConfig) -> t
 
 
 @no_grad()
-def decode(model: Seq2SeqTransformer, sources: Sequence[Tokens], src_vocab: Vocab, tgt_vocab: Vocab,
-           beam_width: int = 1, batch_size: int = 500) -> list[Tokens]:
+def decode(model: Seq2SeqTransformer, sources: Sequence[Tokens], data: Seq2SeqData, beam_width: int = 1,
+           batch_size: int = 500) -> list[Tokens]:
     """The model's output tokens for each source, in eval mode. Sources are decoded in batches of similar
-    length (sorted), so a batch wastes little on padding, and put back in their original order."""
+    length (sorted), so a batch wastes little on padding, and put back in their original order. Where the
+    task fixes the output length (one syllable per character), the decoder emits exactly that many tokens."""
     model.eval()
-    ids = [src_vocab.encode(source) for source in sources]
+    ids = [data.src_vocab.encode(source) for source in sources]
     order = np.argsort([len(i) for i in ids], kind="stable")
     outputs: list[Tokens] = [()] * len(ids)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         src = seq2seq.pad([ids[r] for r in rows])
         max_len = min(2 * src.shape[1] + 5, model.config.max_len - 2)  # no word here doubles its length
+        lengths = np.array([len(ids[r]) for r in rows]) if data.one_per_source_token else None
         if beam_width > 1:
-            hyps = model.beam_search(src, beam_width=beam_width, max_len=max_len)
+            hyps = model.beam_search(src, beam_width=beam_width, max_len=max_len, output_lengths=lengths)
         else:
-            hyps = model.greedy_decode(src, max_len=max_len)
+            hyps = model.greedy_decode(src, max_len=max_len, output_lengths=lengths)
         for r, hyp in zip(rows, hyps):
-            outputs[r] = tgt_vocab.decode(hyp)
+            outputs[r] = data.tgt_vocab.decode(hyp)
     return outputs
 
 
@@ -231,9 +243,11 @@ def g2p_scores(hypotheses: Sequence[Tokens], references: Sequence[list[Tokens]])
 
 
 def most_frequent_readings(data: Seq2SeqData) -> dict[str, str]:
-    """character -> its most frequent syllable over the training pairs (ties: the alphabetically first)."""
+    """character -> its most frequent syllable over the training phrases, lexicon rows left out (ties: the
+    alphabetically first)."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for src, tgt in zip(data.train.src, data.train.tgt):
+    phrases = slice(0, len(data.train) - len(data.lexicon))
+    for src, tgt in zip(data.train.src[phrases], data.train.tgt[phrases]):
         for char_id, syllable_id in zip(src[src != seq2seq.PAD], tgt[1:][tgt[1:] > seq2seq.EOS]):
             counts[data.src_vocab.tokens[char_id]][data.tgt_vocab.tokens[syllable_id]] += 1
     return {char: min(c, key=lambda s: (-c[s], s)) for char, c in counts.items()}
@@ -275,7 +289,7 @@ def context_examples(data: Seq2SeqData, hypotheses: Sequence[Tokens], baseline: 
 def probe_lines(model: Seq2SeqTransformer, data: Seq2SeqData, probes: Sequence[str], separator: str = " "
                 ) -> dict[str, str]:
     """word -> the model's output for a few fixed inputs (in or out of the training split)."""
-    outputs = decode(model, [tuple(p) for p in probes], data.src_vocab, data.tgt_vocab)
+    outputs = decode(model, [tuple(p) for p in probes], data)
     return {probe: separator.join(out) for probe, out in zip(probes, outputs)}
 
 
@@ -335,11 +349,7 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
         loss = model.loss(src, tgt, label_smoothing=config.label_smoothing)
         value = loss.item()
         common.check_finite(value, step, last_saved)
-        optimizer.zero_grad()
-        loss.backward()
-        clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        scheduler.step()
+        common.optimization_step(loss, model, optimizer, scheduler, config.clip)
         losses.append(value)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
@@ -347,7 +357,7 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
         if config.evaluate_every and done % config.evaluate_every == 0:
             # every k-th held-out item: the split is sorted, so its first items would all start with "a"
             monitored = slice(None, None, max(1, len(data.test_sources) // config.monitor_size))
-            hyps = decode(model, data.test_sources[monitored], data.src_vocab, data.tgt_vocab,
+            hyps = decode(model, data.test_sources[monitored], data,
                           batch_size=config.eval_batch_size)
             for name, metric in task.score(hyps, data.test_references[monitored]).items():
                 evaluations.setdefault(name, []).append((done, metric))
@@ -362,7 +372,7 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
     train_seconds = time.perf_counter() - began
     save(run_dir, model, optimizer, scheduler, step, config, train_seconds)  # where training stopped
     evaluated = time.perf_counter()
-    hypotheses = decode(model, data.test_sources, data.src_vocab, data.tgt_vocab, config.beam_width,
+    hypotheses = decode(model, data.test_sources, data, config.beam_width,
                         config.eval_batch_size)
     metrics: dict[str, Any] = {**task.score(hypotheses, data.test_references), "train_seconds": train_seconds,
                                "steps_done": step, "eval_seconds": time.perf_counter() - evaluated,
@@ -381,7 +391,7 @@ def evaluate_seq2seq(ckpt: str, task: Task) -> dict[str, float]:
     data = task.load(config)
     model = build_model(config, data)
     model.load_state_dict(checkpoint.model_state)
-    hypotheses = decode(model, data.test_sources, data.src_vocab, data.tgt_vocab, config.beam_width,
+    hypotheses = decode(model, data.test_sources, data, config.beam_width,
                         config.eval_batch_size)
     return task.score(hypotheses, data.test_references)
 
@@ -393,15 +403,17 @@ def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list
                   config: PinyinConfig) -> dict[str, Any]:
     """Baseline figures, unseen characters, the model where the baseline fails, probes and examples.json."""
     references = data.test_references
-    baseline = baseline_readings(data.test_sources, most_frequent_readings(data))
+    by_phrases = most_frequent_readings(data)
+    baseline = baseline_readings(data.test_sources, by_phrases)  # the training phrases alone
+    lexicon_fallback = {**{char: reading[0] for char, reading in data.lexicon.items()}, **by_phrases}
+    with_lexicon = pinyin_scores(baseline_readings(data.test_sources, lexicon_fallback), references)
     base = pinyin_scores(baseline, references)
-    seen = set(data.src_vocab.tokens)
     chars = [c for source in data.test_sources for c in source]
     refs = [s for r in references for s in r[0]]
     model_flat = [hyp[i] if i < len(hyp) else None for hyp, src in zip(hypotheses, data.test_sources)
                   for i in range(len(src))]
     base_flat = [s for b in baseline for s in b]
-    hard = [i for i, (b, r, c) in enumerate(zip(base_flat, refs, chars)) if b != r and c in seen]
+    hard = [i for i, (b, r, c) in enumerate(zip(base_flat, refs, chars)) if b != r and c in by_phrases]
     probes = probe_lines(model, data, PINYIN_PROBES)
     examples = context_examples(data, hypotheses, baseline)
     io.write_json(run_dir / "examples.json", {"probes": probes, **examples})
@@ -412,7 +424,11 @@ def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list
     print("-- probes: " + "; ".join(f"{k} -> {v}" for k, v in probes.items()))
     return {"baseline_syllable_accuracy": base["syllable_accuracy"],
             "baseline_phrase_accuracy": base["phrase_accuracy"],
-            "unseen_character_fraction": sum(c not in seen for c in chars) / len(chars),
+            "lexicon_baseline_syllable_accuracy": with_lexicon["syllable_accuracy"],
+            "lexicon_baseline_phrase_accuracy": with_lexicon["phrase_accuracy"],
+            "character_lexicon": len(data.lexicon),
+            "unseen_character_fraction": sum(c not in by_phrases for c in chars) / len(chars),
+            "unseen_character_fraction_with_lexicon": sum(c not in data.src_vocab.index for c in chars) / len(chars),
             "syllable_accuracy_where_baseline_wrong": (sum(model_flat[i] == refs[i] for i in hard) / len(hard)
                                                        if hard else float("nan")),
             "probes": probes}
@@ -437,7 +453,7 @@ def draw_figures(model: Seq2SeqTransformer, data: Seq2SeqData, source: str, run_
     positional-encoding table, when matplotlib is installed."""
     from scratchzoo.viz.transformer import plot_attention, plot_positional_encoding  # optional, imported late
     model.eval()
-    output = decode(model, [tuple(source)], data.src_vocab, data.tgt_vocab)[0]
+    output = decode(model, [tuple(source)], data)[0]
     src = np.array([data.src_vocab.encode(tuple(source))])
     tgt_in = np.array([[seq2seq.BOS] + data.tgt_vocab.encode(output)])
     maps = model.attention_maps(src, tgt_in)
