@@ -7,14 +7,29 @@ from typing import Sequence
 import numpy as np
 
 
+# fonts with Chinese glyphs, tried after matplotlib's own sans-serif fonts (which have none): a label like
+# 银行 then renders on any machine that has one of them installed, instead of as empty boxes
+CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei",
+             "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS")
+
+
+def with_cjk_fallback(sans_serif: Sequence[str], installed: set[str]) -> list[str]:
+    """The sans-serif font list with every installed CJK font appended (matplotlib >= 3.6 falls back
+    glyph by glyph along it)."""
+    return [*sans_serif, *(name for name in CJK_FONTS if name in installed and name not in sans_serif)]
+
+
 def _pyplot():
-    """matplotlib.pyplot with a file-only backend, or None when matplotlib is missing."""
+    """matplotlib.pyplot with a file-only backend and CJK font fallback, or None when matplotlib is missing."""
     try:
         import matplotlib
     except ImportError:
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    plt.rcParams["font.sans-serif"] = with_cjk_fallback(plt.rcParams["font.sans-serif"], installed)
     return plt
 
 
