@@ -76,6 +76,19 @@ def test_character_lexicon_joins_the_training_side_only():
     assert (extended.train.src_lengths[-len(small):] == 1).all()  # the lexicon rows come last
 
 
+def test_the_two_lookup_baselines():
+    """Per character: the majority reading in training. In context: the reading inside the longest stretch of
+    characters that training phrases share with the input, so 银行家 reads 行 as in 银行, not as most often."""
+    phrases = [(("银", "行"), ("yín", "háng")), (("行", "走"), ("xíng", "zǒu")), (("行", "人"), ("xíng", "rén")),
+               (("人", "家"), ("rén", "jiā"))]
+    majority = recipe.most_frequent_readings(phrases)
+    assert majority == {"银": "yín", "行": "xíng", "走": "zǒu", "人": "rén", "家": "jiā"}
+    sources = [("银", "行", "家"), ("行", "家"), ("走", "马")]
+    assert recipe.baseline_readings(sources, majority) == [("yín", "xíng", "jiā"), ("xíng", "jiā"), ("zǒu", "?")]
+    assert recipe.context_readings(phrases, sources, {**majority, "马": "mǎ"}) == [
+        ("yín", "háng", "jiā"), ("xíng", "jiā"), ("zǒu", "mǎ")]
+
+
 def test_pinyin_recipe_learns_and_reports(small_dictionaries, recorded_losses, tmp_path):
     config = recipe.PinyinConfig(**TINY, steps=40, out=str(tmp_path))
     metrics = RECIPES["transformer-pinyin"].train(config)
@@ -84,7 +97,8 @@ def test_pinyin_recipe_learns_and_reports(small_dictionaries, recorded_losses, t
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == metrics
     for key in ("syllable_accuracy", "phrase_accuracy", "baseline_syllable_accuracy", "baseline_phrase_accuracy",
-                "lexicon_baseline_syllable_accuracy", "lexicon_baseline_phrase_accuracy", "unseen_character_fraction",
+                "lexicon_baseline_syllable_accuracy", "lexicon_baseline_phrase_accuracy",
+                "context_baseline_syllable_accuracy", "context_baseline_phrase_accuracy", "unseen_character_fraction",
                 "unseen_character_fraction_with_lexicon", "train_seconds"):
         assert 0 <= written[key] and (key == "train_seconds" or written[key] <= 1)
     assert "我爱吃火锅" in written["probes"] and written["character_lexicon"] > 0

@@ -242,20 +242,58 @@ def g2p_scores(hypotheses: Sequence[Tokens], references: Sequence[list[Tokens]])
 # ============================================================================ the pinyin baseline and examples
 
 
-def most_frequent_readings(data: Seq2SeqData) -> dict[str, str]:
-    """character -> its most frequent syllable over the training phrases, lexicon rows left out (ties: the
-    alphabetically first)."""
+def training_phrases(data: Seq2SeqData) -> list[tuple[Tokens, Tokens]]:
+    """The split's training pairs as tokens, the lexicon rows left out."""
+    return [(data.src_vocab.decode(data.train.src[row]), data.tgt_vocab.decode(data.train.tgt[row]))
+            for row in range(len(data.train) - len(data.lexicon))]
+
+
+def majority(votes: collections.Counter) -> str:
+    """The most frequent reading; ties go to the alphabetically first, so the result never depends on order."""
+    return min(votes, key=lambda reading: (-votes[reading], reading))
+
+
+def most_frequent_readings(phrases: Sequence[tuple[Tokens, Tokens]]) -> dict[str, str]:
+    """character -> its most frequent syllable over the phrases."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    phrases = slice(0, len(data.train) - len(data.lexicon))
-    for src, tgt in zip(data.train.src[phrases], data.train.tgt[phrases]):
-        for char_id, syllable_id in zip(src[src != seq2seq.PAD], tgt[1:][tgt[1:] > seq2seq.EOS]):
-            counts[data.src_vocab.tokens[char_id]][data.tgt_vocab.tokens[syllable_id]] += 1
-    return {char: min(c, key=lambda s: (-c[s], s)) for char, c in counts.items()}
+    for source, target in phrases:
+        for char, syllable in zip(source, target):
+            counts[char][syllable] += 1
+    return {char: majority(c) for char, c in counts.items()}
 
 
 def baseline_readings(sources: Sequence[Tokens], readings: dict[str, str]) -> list[Tokens]:
     """Each character read on its own; a character never seen in training gets no syllable ('?')."""
     return [tuple(readings.get(char, "?") for char in source) for source in sources]
+
+
+def context_readings(phrases: Sequence[tuple[Tokens, Tokens]], sources: Sequence[Tokens],
+                     fallback: dict[str, str], longest: int = 6) -> list[Tokens]:
+    """A lookup that uses context without learning: each character is read as it is in the longest stretch
+    of 2 to `longest` characters around it that training phrases also contain (the majority reading over
+    all such stretches of that length); with none, `fallback`'s reading. 银行家 finds 银行 and reads háng.
+    A model that resolves context should beat it, not just the per-character baseline."""
+    seen: dict[Tokens, collections.Counter] = collections.defaultdict(collections.Counter)
+    for source, target in phrases:
+        for i in range(len(source)):
+            for j in range(i + 2, min(len(source), i + longest) + 1):
+                seen[source[i:j]][target[i:j]] += 1
+    outputs = []
+    for source in sources:
+        readings = []
+        for k, char in enumerate(source):
+            choice = fallback.get(char, "?")
+            for n in range(min(len(source), longest), 1, -1):
+                votes: collections.Counter = collections.Counter()
+                for i in range(max(0, k - n + 1), min(k, len(source) - n) + 1):  # stretches of n covering k
+                    for reading, count in seen.get(source[i:i + n], {}).items():
+                        votes[reading[k - i]] += count
+                if votes:
+                    choice = majority(votes)
+                    break
+            readings.append(choice)
+        outputs.append(tuple(readings))
+    return outputs
 
 
 PINYIN_PROBES = ("银行", "行走", "行业", "一个", "一起", "一天", "一样", "不是", "不要", "不对", "不好",
@@ -403,10 +441,12 @@ def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list
                   config: PinyinConfig) -> dict[str, Any]:
     """Baseline figures, unseen characters, the model where the baseline fails, probes and examples.json."""
     references = data.test_references
-    by_phrases = most_frequent_readings(data)
+    phrases = training_phrases(data)
+    by_phrases = most_frequent_readings(phrases)
     baseline = baseline_readings(data.test_sources, by_phrases)  # the training phrases alone
     lexicon_fallback = {**{char: reading[0] for char, reading in data.lexicon.items()}, **by_phrases}
     with_lexicon = pinyin_scores(baseline_readings(data.test_sources, lexicon_fallback), references)
+    in_context = pinyin_scores(context_readings(phrases, data.test_sources, lexicon_fallback), references)
     base = pinyin_scores(baseline, references)
     chars = [c for source in data.test_sources for c in source]
     refs = [s for r in references for s in r[0]]
@@ -426,6 +466,8 @@ def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list
             "baseline_phrase_accuracy": base["phrase_accuracy"],
             "lexicon_baseline_syllable_accuracy": with_lexicon["syllable_accuracy"],
             "lexicon_baseline_phrase_accuracy": with_lexicon["phrase_accuracy"],
+            "context_baseline_syllable_accuracy": in_context["syllable_accuracy"],
+            "context_baseline_phrase_accuracy": in_context["phrase_accuracy"],
             "character_lexicon": len(data.lexicon),
             "unseen_character_fraction": sum(c not in by_phrases for c in chars) / len(chars),
             "unseen_character_fraction_with_lexicon": sum(c not in data.src_vocab.index for c in chars) / len(chars),
