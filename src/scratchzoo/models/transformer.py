@@ -263,6 +263,7 @@ class Seq2SeqTransformer(Module):
             n = memory.shape[0]
             required = self._lengths(output_lengths, n, steps)
             rows = np.repeat(np.arange(n), b)  # row i * b + j is beam j of input i
+            required = None if required is None else required[rows]  # each beam's length
             memory, src_padding = F.index(memory, rows), src_padding[rows]  # (N b, S, d), (N b, S)
             ys = np.full((n * b, 1), self.config.bos_id, dtype=np.int64)
             logp = np.zeros((n, b))  # log p(y) of each beam
@@ -274,7 +275,7 @@ class Seq2SeqTransformer(Module):
             for _ in range(steps):
                 logits = self._next_logits(ys, memory, src_padding, cache)
                 if required is not None:
-                    logits = self._force_length(logits, lengths.reshape(-1), np.repeat(required, b))
+                    logits = self._force_length(logits, lengths.reshape(-1), required)
                 logits = Tensor(logits)
                 step_logp = F.log_softmax(logits, dim=-1).data.reshape(n, b, vocab)  # log p(v | y, src)
                 step_logp = np.where(finished[..., None], pad_only, step_logp)
