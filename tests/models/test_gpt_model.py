@@ -109,15 +109,23 @@ def ids(*shape: int, vocab: int = SMALL.vocab_size, seed: int = 0) -> np.ndarray
 # ============================================================================ parity
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("bias", [True, False])
-def test_block_matches_nanogpt(dtype, bias):
+def parity_pair(torch_class: type, bias: bool) -> tuple[GPTConfig, torch.nn.Module]:
+    """A tiny config and the torch reference built from it, seeded, every parameter ~ N(0, 0.3): LayerNorm
+    starts at (1, 0), so moving it makes its gradients tested for real."""
     config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=bias)
     sz.manual_seed(0)
     torch.manual_seed(0)
-    theirs = TorchBlock(config)
-    for p in theirs.parameters():  # LayerNorm starts at (1, 0): move it so its gradients are tested for real
-        torch.nn.init.normal_(p, 0.0, 0.3)
+    theirs = torch_class(config)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0.0, 0.3)
+    return config, theirs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_block_matches_nanogpt(dtype, bias):
+    config, theirs = parity_pair(TorchBlock, bias)
     assert_matches_torch(Block(config, MLP(config)), theirs, [np.random.default_rng(1).standard_normal((3, 7, 8))],
                          dtype=dtype)
 
@@ -125,13 +133,7 @@ def test_block_matches_nanogpt(dtype, bias):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [True, False])
 def test_gpt_matches_nanogpt(dtype, bias):
-    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=bias)
-    sz.manual_seed(0)
-    torch.manual_seed(0)
-    theirs = TorchGPT(config)
-    with torch.no_grad():
-        for p in theirs.parameters():
-            p.normal_(0.0, 0.3)
+    config, theirs = parity_pair(TorchGPT, bias)
     # (3, 8): the whole block; the tied weight's gradient is the sum of its two uses on both sides
     assert_matches_torch(GPT(config), theirs, [ids(3, 8)], dtype=dtype)
 

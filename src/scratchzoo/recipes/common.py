@@ -68,6 +68,11 @@ def optimization_step(loss: Tensor, model: Module, optimizer: Optimizer, schedul
         scheduler.step()
 
 
+def checkpoint_due(done: int, every: int, last: int) -> bool:
+    """Save after `done` steps: every `every` steps (0: never in between) and after the last one."""
+    return bool(every and done % every == 0) or done == last
+
+
 def run_directory(recipe: str, out: str | None) -> Path:
     """`out` if given, else runs/<recipe>/<timestamp>/ (a new directory per run)."""
     path = Path(out) if out else Path("runs") / recipe / time.strftime("%Y%m%d-%H%M%S")
@@ -135,7 +140,7 @@ def train_loop(model: Module, optimizer: Optimizer, x: np.ndarray, y: np.ndarray
             for name, metric in evaluate().items():
                 evaluations.setdefault(name, []).append((done, metric))
             model.train()
-        if (checkpoint_every and done % checkpoint_every == 0) or done == steps:
+        if checkpoint_due(done, checkpoint_every, steps):
             save(run_dir, model, optimizer, done, config, scheduler)
             last_saved = (done, run_dir)
     bar.close()

@@ -228,7 +228,7 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
             print(f"step {done}: train loss {np.mean(losses_seen[-config.eval_interval:]):.4f}, "
                   f"val loss {val_loss:.4f}, {time.perf_counter() - began:.1f}s", file=sys.stderr, flush=True)
             model.train()
-        if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.max_iters:
+        if common.checkpoint_due(done, config.checkpoint_every, config.max_iters):
             _save(run_dir, model, optimizer, done, config, scheduler, tokenizer)
             last_saved = (done, run_dir)
     seconds = time.perf_counter() - began

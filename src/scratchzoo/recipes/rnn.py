@@ -219,7 +219,7 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
         common.optimization_step(loss, model, optimizer, scheduler, config.clip)
         losses_seen.append(value)
         done = step + 1
-        if (config.checkpoint_every and done % config.checkpoint_every == 0) or done == config.steps:
+        if common.checkpoint_due(done, config.checkpoint_every, config.steps):
             save_charlm(run_dir, model, optimizer, done, config, scheduler, state)
             last_saved = (done, run_dir)
     seconds = time.perf_counter() - began
