@@ -103,3 +103,13 @@ def test_console_script_is_installed():
     result = subprocess.run([exe, "list"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(RECIPES)
+
+
+def test_boolean_options_switch_both_ways():
+    """--flag sets a boolean field, --no-flag clears it: a default of True can be turned off."""
+    from scratchzoo.cli import _config
+    recipe = RECIPES["transformer-pinyin"]
+    assert recipe.config_class().character_lexicon is True and recipe.config_class().subphrases is False
+    config = _config(recipe, ["--no-character-lexicon", "--subphrases"])
+    assert config.character_lexicon is False and config.subphrases is True
+    assert _config(recipe, []).character_lexicon is True

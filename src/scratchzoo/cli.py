@@ -59,7 +59,9 @@ def _config_parser(recipe: Any) -> _Parser:
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field, recipe.config_class)
         if kind is bool:
-            parser.add_argument(flag, dest=field.name, action="store_true", default=argparse.SUPPRESS)
+            # --flag / --no-flag: a default of True must be switchable off too (--no-character-lexicon)
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS)
         elif kind == "sequence":
             parser.add_argument(flag, dest=field.name, default=argparse.SUPPRESS,
                                 type=lambda text: tuple(int(v) for v in text.split(",")))

@@ -70,10 +70,31 @@ def test_character_lexicon_joins_the_training_side_only():
     readings = seq2seq.pinyin_readings()
     phrases = {p: [readings[p]] for p in sorted(readings)[:2000]}
     small = {c: lexicon[c] for c in "行银走一不"}
-    plain, extended = recipe.build_data(phrases, 0.1), recipe.build_data(phrases, 0.1, small)
+    plain, extended = recipe.build_data(phrases, 0.1), recipe.build_data(phrases, 0.1, lambda train_keys: small)
     assert extended.test_sources == plain.test_sources and extended.test_references == plain.test_references
-    assert len(extended.train) == len(plain.train) + len(small) and extended.lexicon == small
+    assert len(extended.train) == len(plain.train) + len(small) and extended.extra_pairs == small
     assert (extended.train.src_lengths[-len(small):] == 1).all()  # the lexicon rows come last
+
+
+def test_subphrases_are_the_shorter_stretches_of_training_phrases_only():
+    """Every stretch of 2+ characters shorter than its phrase, read as there (majority where phrases
+    disagree), never a dictionary phrase itself, and built from the training keys alone."""
+    readings = {"银行家": ("yín", "háng", "jiā"), "银行业": ("yín", "háng", "yè"), "一个人": ("yí", "gè", "rén"),
+                "一个个": ("yī", "gè", "gè"), "一个劲": ("yí", "gè", "jìn"), "个人": ("gè", "rén"),
+                "不见了": ("bú", "jiàn", "le")}
+    spans = recipe.subphrase_pairs(readings, ["银行家", "银行业", "一个人", "一个个", "一个劲"])
+    assert spans["银行"] == ("yín", "háng") and spans["行家"] == ("háng", "jiā")
+    assert spans["一个"] == ("yí", "gè")  # two phrases read it yí gè, one yī gè
+    assert "个人" not in spans  # a dictionary phrase of its own
+    assert not any(key in readings for key in spans) and "不见" not in spans  # 不见了 is not a training phrase
+    assert all(len(key) == 2 for key in spans)  # 3-character phrases: only their 2-character stretches
+
+    data = recipe.build_data({p: [r] for p, r in readings.items()}, 0.5,
+                             lambda train_keys: recipe.subphrase_pairs(readings, train_keys))
+    held_out = {"".join(source) for source in data.test_sources}
+    assert data.extra_pairs and not any(key in held_out for key in data.extra_pairs)
+    trained = {"".join(source) for source, _ in recipe.training_phrases(data)}
+    assert all(any(key in phrase for phrase in trained) for key in data.extra_pairs)
 
 
 def test_the_two_lookup_baselines():

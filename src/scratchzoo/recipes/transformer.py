@@ -121,6 +121,7 @@ class PinyinConfig(Seq2SeqRecipeConfig):
     warmup_steps: int = 300
     max_minutes: float | None = 80.0
     character_lexicon: bool = True  # add pypinyin's single-character readings as one-character training pairs
+    subphrases: bool = False  # add every shorter stretch of the training phrases as a pair (subphrase_pairs)
 
 
 @dataclass
@@ -154,32 +155,52 @@ class Seq2SeqData:
     train: EncodedPairs
     test_sources: list[Tokens]
     test_references: list[list[Tokens]]
-    lexicon: dict[str, Tokens] = dataclasses.field(default_factory=dict)  # extra pairs: the last rows of train
+    extra_pairs: dict[str, Tokens] = dataclasses.field(default_factory=dict)  # lexicon etc.: the last rows of train
     one_per_source_token: bool = False  # every output has exactly one token per source token (pinyin)
 
 
 def build_data(references: dict[str, list[Tokens]], test_fraction: float,
-               extra_train: dict[str, Tokens] | None = None) -> Seq2SeqData:
+               extra_train: Callable[[list[str]], dict[str, Tokens]] | None = None) -> Seq2SeqData:
     """Split the keys (phrases, words), build the vocabularies from the training side and encode every
-    (source, reference) pair; a key's characters are its source tokens. `extra_train` pairs (a lexicon)
-    join the training side only; the split is drawn from `references` alone, so it does not move."""
+    (source, reference) pair; a key's characters are its source tokens. `extra_train(train_keys)` gives
+    more pairs (a lexicon, subphrases) that join the training side only; it sees the training keys alone,
+    and the split is drawn from `references` alone, so the held-out side neither moves nor leaks."""
     train_keys, test_keys = seq2seq.split_keys(references, test_fraction, SPLIT_SEED)
+    extra = extra_train(train_keys) if extra_train else {}
     pairs = [(tuple(key), target) for key in train_keys for target in references[key]]
-    pairs += [(tuple(key), target) for key, target in sorted((extra_train or {}).items())]
+    pairs += [(tuple(key), target) for key, target in sorted(extra.items())]
     src_vocab = Vocab.from_sequences(source for source, _ in pairs)
     tgt_vocab = Vocab.from_sequences(target for _, target in pairs)
     return Seq2SeqData(src_vocab, tgt_vocab, seq2seq.encode_pairs(pairs, src_vocab, tgt_vocab),
-                       [tuple(key) for key in test_keys], [references[key] for key in test_keys],
-                       dict(extra_train or {}))
+                       [tuple(key) for key in test_keys], [references[key] for key in test_keys], extra)
+
+
+def subphrase_pairs(readings: dict[str, Tokens], phrases: Sequence[str]) -> dict[str, Tokens]:
+    """Every stretch of two or more characters inside one of `phrases` and shorter than it, read as it is
+    read there (the majority reading where phrases disagree), unless it is a dictionary phrase of its own
+    (`readings`' keys: a training phrase is there already, a held-out one must stay unseen). 银行家 gives
+    银行 háng, 一个人 gives 一个 yí gè: the context statistics the lookup baseline counts, as pairs a model
+    trains on, weighted once per stretch instead of hidden inside longer phrases."""
+    votes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for phrase in phrases:
+        n = len(phrase)
+        for i, j in ((i, j) for i in range(n) for j in range(i + 2, n + 1) if j - i < n):
+            votes[phrase[i:j]][readings[phrase][i:j]] += 1
+    return {span: majority(v) for span, v in votes.items() if span not in readings}
 
 
 def pinyin_data(config: PinyinConfig) -> Seq2SeqData:
-    """Characters -> syllables; one reference per phrase; with `character_lexicon`, every character of the
-    single-character dictionary is one more (one-character) training pair."""
+    """Characters -> syllables; one reference per phrase. With `character_lexicon`, every character of the
+    single-character dictionary is one more (one-character) training pair; with `subphrases`, every shorter
+    stretch of a training phrase (subphrase_pairs) is one more pair."""
     readings = seq2seq.pinyin_readings()
-    lexicon = seq2seq.pinyin_character_readings() if config.character_lexicon else None
+    lexicon = seq2seq.pinyin_character_readings() if config.character_lexicon else {}
+
+    def extra_train(train_keys: list[str]) -> dict[str, Tokens]:
+        return {**lexicon, **(subphrase_pairs(readings, train_keys) if config.subphrases else {})}
+
     data = build_data({phrase: [syllables] for phrase, syllables in readings.items()}, config.test_fraction,
-                      lexicon)
+                      extra_train)
     return dataclasses.replace(data, one_per_source_token=True)
 
 
@@ -250,9 +271,9 @@ def g2p_scores(hypotheses: Sequence[Tokens], references: Sequence[list[Tokens]])
 
 
 def training_phrases(data: Seq2SeqData) -> list[tuple[Tokens, Tokens]]:
-    """The split's training pairs as tokens, the lexicon rows left out."""
+    """The split's training pairs as tokens, the extra rows (lexicon, subphrases) left out."""
     return [(data.src_vocab.decode(data.train.src[row]), data.tgt_vocab.decode(data.train.tgt[row]))
-            for row in range(len(data.train) - len(data.lexicon))]
+            for row in range(len(data.train) - len(data.extra_pairs))]
 
 
 def majority(votes: collections.Counter) -> str:
@@ -451,7 +472,8 @@ def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list
     phrases = training_phrases(data)
     by_phrases = most_frequent_readings(phrases)
     baseline = baseline_readings(data.test_sources, by_phrases)  # the training phrases alone
-    lexicon_fallback = {**{char: reading[0] for char, reading in data.lexicon.items()}, **by_phrases}
+    lexicon = {key: reading[0] for key, reading in data.extra_pairs.items() if len(key) == 1}
+    lexicon_fallback = {**lexicon, **by_phrases}
     with_lexicon = pinyin_scores(baseline_readings(data.test_sources, lexicon_fallback), references)
     in_context = pinyin_scores(context_readings(phrases, data.test_sources, lexicon_fallback), references)
     base = pinyin_scores(baseline, references)
@@ -475,7 +497,8 @@ def pinyin_report(model: Seq2SeqTransformer, data: Seq2SeqData, hypotheses: list
             "lexicon_baseline_phrase_accuracy": with_lexicon["phrase_accuracy"],
             "context_baseline_syllable_accuracy": in_context["syllable_accuracy"],
             "context_baseline_phrase_accuracy": in_context["phrase_accuracy"],
-            "character_lexicon": len(data.lexicon),
+            "character_lexicon": len(lexicon),
+            "subphrase_pairs": len(data.extra_pairs) - len(lexicon),
             "unseen_character_fraction": sum(c not in by_phrases for c in chars) / len(chars),
             "unseen_character_fraction_with_lexicon": sum(c not in data.src_vocab.index for c in chars) / len(chars),
             "syllable_accuracy_where_baseline_wrong": (sum(model_flat[i] == refs[i] for i in hard) / len(hard)
