@@ -203,18 +203,40 @@ def decoder_model(reverser):
 SRC_DECODE, TGT_DECODE = reversal_batch(np.random.default_rng(2), 8)
 
 
-@pytest.mark.parametrize("norm_first,bounds", [(True, range(8)), (False, range(8)), (True, [0, 3, 4, 7])])
-def test_cached_step_logits_equal_the_full_forward(norm_first, bounds):
+@pytest.mark.parametrize("norm_first,bounds,aligned", [(True, range(8), False), (False, range(8), False),
+                                                       (True, [0, 3, 4, 7], False), (True, range(8), True)])
+def test_cached_step_logits_equal_the_full_forward(norm_first, bounds, aligned):
     """Feed TGT through the cache in pieces tgt[:, a:b] (one token at a time, or a 3-token prefix then more):
-    the causal mask of each piece is offset by the positions already cached."""
+    the causal mask of each piece is offset by the positions already cached (and, with aligned_memory, each
+    piece reads the memory rows of its own positions)."""
     sz.manual_seed(0)
-    model = Seq2SeqTransformer(small_config(norm_first=norm_first)).double().eval()
+    model = Seq2SeqTransformer(small_config(norm_first=norm_first, aligned_memory=aligned)).double().eval()
     full = model(SRC, TGT).data
     memory, padding = model.encode(SRC)
     cache = nn.KVCache()
     steps = [model.decode(TGT[:, a:b], memory, padding, cache, start=a).data for a, b in zip(bounds, bounds[1:])]
     assert cache.length("layer1.self") == 7 and cache.length("layer1.cross") == SRC.shape[1]
     assert_close("cached logits", np.concatenate(steps, axis=1), full, 1e-10, 1e-10)
+
+
+def test_aligned_memory_adds_source_token_t_encoding_to_decoder_input_t(monkeypatch):
+    """With aligned_memory, decoder position t reads E[y_t-1] sqrt(d) + pe[t] + memory[t]: memory[t] where
+    source token t exists, zero at its padding and past its end (TGT is one longer than SRC)."""
+    sz.manual_seed(0)
+    plain = Seq2SeqTransformer(small_config()).double()
+    aligned = Seq2SeqTransformer(small_config(aligned_memory=True)).double()
+    aligned.load_state_dict(plain.state_dict())  # the option adds no parameter
+    inputs = {}
+    for name, model in (("plain", plain), ("aligned", aligned)):
+        def capture(y, *args, name=name, decoder=model.transformer.decoder.forward, **kwargs):
+            inputs[name] = y.data
+            return decoder(y, *args, **kwargs)
+        monkeypatch.setattr(model.transformer.decoder, "forward", capture)
+        model(SRC, TGT)
+    memory, padding = plain.encode(SRC)
+    expected = np.zeros_like(inputs["plain"])
+    expected[:, :SRC.shape[1]] = memory.data * ~padding[..., None]
+    assert_close("decoder input", inputs["aligned"] - inputs["plain"], expected, 1e-12, 1e-12)
 
 
 def test_cached_decoding_equals_uncached(decoder_model):

@@ -51,6 +51,7 @@ class Seq2SeqConfig:
     max_len: int = 64            # longest source or target sequence (incl. bos/eos)
     norm_first: bool = True      # pre-LN trains more stably from scratch; False = the paper's post-LN
     tie_embeddings: bool = True  # output projection shares the target embedding matrix
+    aligned_memory: bool = False  # one output token per source token: decoder input t also gets memory[t]
     pad_id: int = 0
     bos_id: int = 1
     eos_id: int = 2
@@ -144,9 +145,25 @@ class Seq2SeqTransformer(Module):
         if tgt_in.shape[0] != memory.shape[0]:
             raise ShapeError(f"{NAME}: tgt_in has {tgt_in.shape[0]} rows but memory has {memory.shape[0]}")
         y = self.pos_encoding(self.tgt_embed(Tensor(tgt_in)) * self.scale, start=start)  # E[y] sqrt(d) + pe
+        if self.config.aligned_memory:
+            y = y + self._aligned_memory(memory, src_padding, start, tgt_in.shape[1])
         h = self.transformer.decoder(y, memory, memory_key_padding_mask=src_padding, tgt_is_causal=True,
                                      cache=cache)  # (N, T, d), after the final LayerNorm
         return self.generator(h)  # h W^T + b: (N, T, V_tgt)
+
+    @staticmethod
+    def _aligned_memory(memory: Tensor, src_padding: np.ndarray, start: int, length: int) -> Tensor:
+        """memory[:, t] for the decoder positions t = start .. start + length - 1: the encoding of source
+        token t, which is what position t must read out when every source token gives one output token
+        (a character its syllable). Zero at source padding and past the source's end (where eos is due).
+        The decoder then never has to find its place by attention alone, which long inputs make it lose."""
+        window = memory[:, start:start + length] * Tensor((~src_padding[:, start:start + length, None])
+                                                          .astype(memory.dtype))
+        missing = length - window.shape[1]
+        if missing:
+            window = F.cat([window, Tensor(np.zeros((memory.shape[0], missing, memory.shape[2]), memory.dtype))],
+                           dim=1)
+        return window
 
     def forward(self, src: Any, tgt_in: Any) -> Tensor:
         """Logits (N, T, V_tgt) of every next target token given src (N, S) and the decoder input tgt_in (N, T)."""

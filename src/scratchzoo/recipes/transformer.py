@@ -88,6 +88,7 @@ class Seq2SeqRecipeConfig:
     dim_feedforward: int = 1024
     dropout: float = 0.1
     max_len: int = 64  # positions in the model's table; longer than any phrase or word here
+    aligned_memory: bool = False  # decoder input t also gets the encoding of source token t (1:1 tasks only)
     batch_size: int = 128  # sequences per step (length-bucketed)
     steps: int = 4000
     lr: float = 1e-3  # peak, after warmup; cosine decay to 0 at `steps`
@@ -219,8 +220,8 @@ def build_model(config: Seq2SeqRecipeConfig, data: Seq2SeqData) -> Seq2SeqTransf
         src_vocab_size=len(data.src_vocab), tgt_vocab_size=len(data.tgt_vocab), d_model=config.d_model,
         nhead=config.nhead, num_encoder_layers=config.num_encoder_layers,
         num_decoder_layers=config.num_decoder_layers, dim_feedforward=config.dim_feedforward,
-        dropout=config.dropout, max_len=config.max_len, pad_id=seq2seq.PAD, bos_id=seq2seq.BOS,
-        eos_id=seq2seq.EOS))
+        dropout=config.dropout, max_len=config.max_len, aligned_memory=config.aligned_memory, pad_id=seq2seq.PAD,
+        bos_id=seq2seq.BOS, eos_id=seq2seq.EOS))
 
 
 def build_optimizer(model: Seq2SeqTransformer, config: Seq2SeqRecipeConfig) -> tuple[AdamW, LambdaLR]:
