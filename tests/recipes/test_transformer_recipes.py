@@ -140,6 +140,12 @@ def test_g2p_recipe_learns_and_reports(small_dictionaries, recorded_losses, tmp_
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
 
 
+def test_aligned_memory_is_refused_where_output_and_input_lengths_differ(small_dictionaries):
+    config = recipe.G2PConfig(aligned_memory=True)
+    with pytest.raises(ValueError, match="aligned_memory needs one output token per source token"):
+        recipe.build_model(config, recipe.g2p_data(config))
+
+
 def test_max_minutes_stops_training_and_still_evaluates(small_dictionaries, recorded_losses, tmp_path, monkeypatch):
     monkeypatch.setattr("scratchzoo.recipes.transformer.draw_figures", lambda *args: None)  # drawn elsewhere
     config = recipe.PinyinConfig(**{**TINY, "max_minutes": 1e-9}, steps=40, out=str(tmp_path))

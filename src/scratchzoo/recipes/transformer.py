@@ -216,6 +216,9 @@ def g2p_data(config: G2PConfig) -> Seq2SeqData:
 
 
 def build_model(config: Seq2SeqRecipeConfig, data: Seq2SeqData) -> Seq2SeqTransformer:
+    if config.aligned_memory and not data.one_per_source_token:
+        raise ValueError("aligned_memory needs one output token per source token (transformer-pinyin); "
+                         "here outputs and inputs differ in length")
     return Seq2SeqTransformer(Seq2SeqConfig(
         src_vocab_size=len(data.src_vocab), tgt_vocab_size=len(data.tgt_vocab), d_model=config.d_model,
         nhead=config.nhead, num_encoder_layers=config.num_encoder_layers,
