@@ -191,8 +191,9 @@ def subphrase_pairs(readings: dict[str, Tokens], phrases: Sequence[str]) -> dict
     votes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for phrase in phrases:
         n = len(phrase)
-        for i, j in ((i, j) for i in range(n) for j in range(i + 2, n + 1) if j - i < n):
-            votes[phrase[i:j]][readings[phrase][i:j]] += 1
+        for length in range(2, n):  # 2 .. n - 1 characters: never the whole phrase
+            for i in range(n - length + 1):
+                votes[phrase[i:i + length]][readings[phrase][i:i + length]] += 1
     return {span: majority(v) for span, v in votes.items() if span not in readings}
 
 
