@@ -5,7 +5,8 @@ import numpy as np
 
 import scratchzoo as sz
 from scratchzoo import functional as F
-from scratchzoo.models.gpt import GPT, GPTConfig, sample_next
+from scratchzoo.models.gpt import GPT, GPTConfig
+from scratchzoo.sampling import sample_next
 
 CONFIG = GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16)
 

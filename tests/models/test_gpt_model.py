@@ -12,7 +12,7 @@ from torch.nn import functional as TF
 
 import scratchzoo as sz
 from helpers import assert_matches_torch
-from scratchzoo.models.gpt import GPT, MLP, Block, GPTConfig, sample_next
+from scratchzoo.models.gpt import GPT, MLP, Block, GPTConfig
 from scratchzoo.nn import KVCache, Linear, Module
 from scratchzoo import functional as F
 from scratchzoo.functional.elementwise import normal_cdf_and_kernel_float32
@@ -161,7 +161,7 @@ def test_gpt2_initialisation():
     assert GPT(GPTConfig(bias=False)).num_parameters() == 795_904  # nanoGPT prints 0.80M for this config
 
 
-def test_too_long_sequence_is_a_clear_error():
+def test_bad_input_is_a_clear_error():
     model = GPT(SMALL)
     with pytest.raises(ValueError, match=r"GPT: cannot read 9 tokens.*block size.*8"):
         model(sz.Tensor(ids(1, 9)))
@@ -169,10 +169,15 @@ def test_too_long_sequence_is_a_clear_error():
     model(sz.Tensor(ids(1, 6)), cache)
     with pytest.raises(ValueError, match=r"6 cached \+ 3 new"):
         model(sz.Tensor(ids(1, 3)), cache)
-    with pytest.raises(TypeError, match="GPT expected integer token ids"):
+    with pytest.raises(TypeError, match="GPT: idx must hold integer ids"):
         model(sz.Tensor(np.zeros((1, 3))))
-    with pytest.raises(ValueError, match=r"GPT expected token ids of shape \(B, T\)"):
+    with pytest.raises(ValueError, match=r"GPT: idx must have shape \(N, L\) with L >= 1, got \(3,\)"):
         model(sz.Tensor(ids(3)))
+    with pytest.raises(IndexError, match=rf"GPT: idx ids must lie in \[0, {SMALL.vocab_size}\)"):
+        model(np.array([[SMALL.vocab_size]]))
+    with pytest.raises(IndexError, match=r"GPT.generate: the prompt ids must lie in"):
+        model.generate(np.array([[-1]]), 2)
+    assert model(ids(1, 3)).shape == (1, 3, SMALL.vocab_size)  # plain arrays are ids too
     with pytest.raises(ValueError, match="multiple of n_head"):
         GPTConfig(n_embd=10, n_head=4)
 
@@ -246,35 +251,6 @@ def test_stream_yields_one_token_per_row_per_step_without_recording_a_graph(monk
     assert len(steps) == 4 and all(s.shape == (2,) and s.dtype == np.int64 for s in steps)
     assert recorded == [False] * 4  # no graph while sampling
     assert model.training  # generation leaves the mode as it found it
-
-
-# ============================================================================ sampling
-
-
-def test_sample_next_temperature_zero_is_argmax_and_filters():
-    logits = np.array([[0.1, 3.0, 2.9, -1.0], [5.0, 0.0, 0.0, 0.0]])
-    np.testing.assert_array_equal(sample_next(logits, temperature=0), [1, 0])
-    sz.manual_seed(0)
-    draws = np.stack([sample_next(logits, 1.0, top_k=2) for _ in range(300)])
-    assert set(draws[:, 0]) == {1, 2}  # only the two best
-    # row 1: p = (0.03, 0.505, 0.457, 0.009); row 2: p(0) = 0.98
-    draws = np.stack([sample_next(logits, 1.0, top_p=0.5) for _ in range(300)])
-    assert set(draws[:, 0]) == {1} and set(draws[:, 1]) == {0}  # the best token alone already holds 0.5
-    draws = np.stack([sample_next(logits, 1.0, top_p=0.6) for _ in range(300)])
-    assert set(draws[:, 0]) == {1, 2} and set(draws[:, 1]) == {0}  # 0.505 < 0.6: the second best joins
-    with pytest.raises(ValueError, match="top_p"):
-        sample_next(logits, 1.0, top_p=0.0)
-    with pytest.raises(ValueError, match="temperature"):
-        sample_next(logits, -1.0)
-
-
-def test_sample_next_draws_from_softmax_over_temperature():
-    logits = np.log(np.array([[0.1, 0.2, 0.7]]))
-    sz.manual_seed(0)
-    counts = np.bincount(np.concatenate([sample_next(np.repeat(logits, 1000, 0), 2.0) for _ in range(20)]),
-                         minlength=3) / 20000
-    expected = np.exp(logits[0] / 2) / np.exp(logits[0] / 2).sum()
-    np.testing.assert_allclose(counts, expected, atol=0.015)
 
 
 # ============================================================================ the feed-forward hook

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from scratchzoo import functional as F
-from scratchzoo import rng
-from scratchzoo.autograd import DTypeError, ShapeError, Tensor, no_grad
+from scratchzoo.autograd import ShapeError, Tensor, no_grad
 from scratchzoo.nn import (GELU, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleDict, ModuleList,
-                           init)
+                           check_token_ids, init)
+from scratchzoo.sampling import sample_next
 
 
 @dataclass
@@ -168,11 +168,8 @@ class GPT(Module):
         total = super().num_parameters()
         return total - self.transformer.wpe.weight.numel() if non_embedding else total
 
-    def forward(self, idx: Tensor, cache: KVCache | None = None) -> Tensor:  # idx: (B, T) integer ids
-        if idx.dtype.kind not in "iu":
-            raise DTypeError(f"GPT expected integer token ids, got {idx.dtype}")
-        if idx.ndim != 2:
-            raise ShapeError(f"GPT expected token ids of shape (B, T), got shape {idx.shape}")
+    def forward(self, idx: Any, cache: KVCache | None = None) -> Tensor:  # idx: (B, T) integer ids
+        idx = Tensor(check_token_ids(idx, "GPT", "idx", self.config.vocab_size))
         past = 0 if cache is None else cache.length("h.0")
         T = idx.shape[1]
         if past + T > self.config.block_size:
@@ -200,9 +197,7 @@ class GPT(Module):
         block_size tokens in all the two give identical logits; past it the cached model sees between
         block_size / 2 and block_size tokens of context instead of always block_size.
         """
-        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx, dtype=np.int64)
-        if idx.ndim != 2 or idx.shape[1] == 0:
-            raise ShapeError(f"GPT.generate: expected a prompt of shape (B, T) with T >= 1, got {idx.shape}")
+        idx = check_token_ids(idx, "GPT.generate", "the prompt", self.config.vocab_size)
         block = self.config.block_size
         was_training = self.training
         self.eval()
@@ -228,39 +223,6 @@ class GPT(Module):
     def generate(self, idx: np.ndarray | Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, use_cache: bool = True) -> np.ndarray:
         """The prompt (B, T) followed by `max_new_tokens` sampled tokens: (B, T + max_new_tokens) int64."""
-        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx, dtype=np.int64)
+        idx = check_token_ids(idx, "GPT.generate", "the prompt", self.config.vocab_size)
         new = list(self.stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache))
         return np.concatenate([idx, np.stack(new, axis=1)], axis=1) if new else idx
-
-
-def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None) -> np.ndarray:
-    """One token per row of logits (B, V): the argmax when temperature is 0, else a draw from
-    p = softmax(logits / temperature), restricted to the top_k best tokens and then to the smallest set of
-    best tokens whose probability adds up to at least top_p (nucleus sampling), renormalised."""
-    if temperature < 0:
-        raise ValueError(f"GPT.generate: temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"GPT.generate: top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"GPT.generate: top_p must lie in (0, 1], got {top_p}")
-    logits = np.asarray(logits, dtype=np.float64)
-    if temperature == 0:
-        return logits.argmax(axis=-1)                               # greedy
-    scores = logits / temperature
-    if top_k is not None and top_k < scores.shape[-1]:
-        kth = np.sort(scores, axis=-1)[:, -top_k][:, None]
-        scores = np.where(scores < kth, -np.inf, scores)            # keep the k best (ties at the k-th too)
-    probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)                      # p = softmax(logits / temperature)
-    if top_p is not None and top_p < 1.0:
-        order = np.argsort(-probs, axis=-1, kind="stable")
-        sorted_p = np.take_along_axis(probs, order, axis=-1)
-        before = np.cumsum(sorted_p, axis=-1) - sorted_p            # mass of the better tokens
-        keep = np.zeros_like(probs, dtype=bool)
-        np.put_along_axis(keep, order, before < top_p, axis=-1)     # the best token is always kept
-        probs = np.where(keep, probs, 0.0)
-        probs /= probs.sum(axis=-1, keepdims=True)
-    cdf = np.cumsum(probs, axis=-1)
-    u = rng.generator().random((probs.shape[0], 1)) * cdf[:, -1:]   # inverse-CDF draw, one per row
-    return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1).astype(np.int64)

@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scratchzoo import rng
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.nn import GRU, LSTM, RNN, Embedding, Linear, Module
+from scratchzoo.sampling import sample_next
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
@@ -105,23 +105,6 @@ def detach_state(state: Any) -> Any:
     return state.detach()
 
 
-def next_token(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None) -> int:
-    """Pick one id from a vector of scores y_t: argmax when temperature == 0, else a draw from
-    softmax(y_t / temperature) over the top_k highest scores (all of them when top_k is None)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return int(np.argmax(logits))                # greedy: the highest-scoring entry
-    scaled = logits / temperature
-    if top_k is not None and top_k < len(scaled):
-        kth = np.sort(scaled)[-top_k]
-        scaled = np.where(scaled < kth, -np.inf, scaled)   # keep only the k best
-    probs = np.exp(scaled - scaled.max())
-    probs /= probs.sum()
-    return int(rng.generator().choice(len(probs), p=probs))
-
-
 @no_grad()
 def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None) -> np.ndarray:
@@ -137,7 +120,7 @@ def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temp
     logits, state = model(Tensor(prompt[None, :]))          # (1, T, V)
     out = list(prompt)
     for _ in range(max_new_tokens):
-        token = next_token(logits.data[0, -1], temperature, top_k)
+        token = int(sample_next(logits.data[:, -1], temperature, top_k)[0])
         out.append(token)
         logits, state = model(Tensor(np.array([[token]], dtype=np.int64)), state)
     model.train(was_training)

@@ -31,9 +31,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from scratchzoo import functional as F
-from scratchzoo.autograd import DTypeError, ShapeError, Tensor, no_grad
+from scratchzoo.autograd import ShapeError, Tensor, no_grad
 from scratchzoo.nn import (Embedding, KVCache, Linear, Module, MultiheadAttention, SinusoidalPositionalEncoding,
-                           Transformer, init)
+                           Transformer, check_token_ids, init)
 
 NAME = "Seq2SeqTransformer"
 
@@ -62,16 +62,10 @@ class Seq2SeqConfig:
 
 def _ids(ids: Any, what: str, vocab_size: int, max_len: int) -> np.ndarray:
     """`ids` as an (N, L) int64 array, 1 <= L <= max_len, every id in [0, vocab_size); else a clear error."""
-    array = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-    if array.dtype.kind not in "iu":
-        raise DTypeError(f"{NAME}: {what} must hold integer ids, got dtype {array.dtype}")
-    if array.ndim != 2 or array.shape[1] == 0:
-        raise ShapeError(f"{NAME}: {what} must have shape (N, L) with L >= 1, got {array.shape}")
+    array = check_token_ids(ids, NAME, what, vocab_size)
     if array.shape[1] > max_len:
         raise ShapeError(f"{NAME}: {what} has length {array.shape[1]}, longer than max_len {max_len}")
-    if array.size and (array.min() < 0 or array.max() >= vocab_size):
-        raise IndexError(f"{NAME}: {what} ids must lie in [0, {vocab_size}), got min {array.min()} max {array.max()}")
-    return array.astype(np.int64, copy=False)
+    return array
 
 
 @contextmanager

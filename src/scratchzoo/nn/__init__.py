@@ -4,7 +4,8 @@ from scratchzoo.nn.containers import ModuleDict, ModuleList, Sequential  # noqa:
 from scratchzoo.nn.layers import (GELU, Dropout, Embedding, Flatten, Identity, LayerNorm,  # noqa: F401
                                   LeakyReLU, Linear, ReLU, Sigmoid, SiLU, Softmax, Tanh)
 from scratchzoo.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss  # noqa: F401
-from scratchzoo.nn.module import IncompatibleKeys, Module, Parameter, StateDictError, check_input  # noqa: F401
+from scratchzoo.nn.module import (IncompatibleKeys, Module, Parameter, StateDictError,  # noqa: F401
+                                  check_input, check_token_ids)
 from scratchzoo.nn.conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: E402,F401
 from scratchzoo.nn.normalization import BatchNorm1d, BatchNorm2d  # noqa: E402,F401
 from scratchzoo.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool2d, Dropout2d,  # noqa: E402,F401

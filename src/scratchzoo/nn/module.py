@@ -282,6 +282,20 @@ class Module:
 
 # ---- input checks shared by every layer ------------------------------------------------------
 
+def check_token_ids(ids: Any, owner: str, what: str, vocab_size: int) -> np.ndarray:
+    """`ids` (a Tensor or array-like) as an (N, L) int64 array with L >= 1 and every id in [0, vocab_size),
+    else an error naming the model (`owner`) and the argument (`what`): a model's entry point calls this
+    before its embedding, so a bad id never surfaces as an index error deep inside."""
+    array = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if array.dtype.kind not in "iu":
+        raise DTypeError(f"{owner}: {what} must hold integer ids, got dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ShapeError(f"{owner}: {what} must have shape (N, L) with L >= 1, got {array.shape}")
+    if array.size and (array.min() < 0 or array.max() >= vocab_size):
+        raise IndexError(f"{owner}: {what} ids must lie in [0, {vocab_size}), got min {array.min()} max {array.max()}")
+    return array.astype(np.int64, copy=False)
+
+
 def check_input(layer: Module, x: Any, *, last_dim: int | None = None, ndims: tuple[int, ...] | None = None,
                 dtype: Any = "float") -> None:
     """Raise a clear error naming the layer, what it expected and what it got.
