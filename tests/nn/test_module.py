@@ -211,6 +211,20 @@ def test_train_and_eval_reach_every_submodule() -> None:
     assert model.training and model[0].training and not any(m.training for m in model[1].modules())
 
 
+def test_eval_mode_restores_the_mode_it_found_even_after_an_error() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    with nn.eval_mode(model) as inside:
+        assert inside is model and not any(m.training for m in model.modules())
+    assert all(m.training for m in model.modules())
+    with pytest.raises(RuntimeError, match="boom"), nn.eval_mode(model):
+        raise RuntimeError("boom")
+    assert all(m.training for m in model.modules())
+    model.eval()
+    with nn.eval_mode(model):
+        pass
+    assert not model.training  # a model that was in eval mode stays there
+
+
 def test_apply_calls_children_first_in_torch_order() -> None:
     def structure(lib: Any) -> Any:
         return lib.Sequential(lib.Linear(2, 2), lib.Sequential(lib.ReLU(), lib.Linear(2, 2)), lib.LayerNorm(2))

@@ -28,7 +28,7 @@ import numpy as np
 from scratchzoo import functional as F
 from scratchzoo.autograd import ShapeError, Tensor, no_grad
 from scratchzoo.nn import (GELU, Dropout, Embedding, KVCache, LayerNorm, Linear, Module, ModuleDict, ModuleList,
-                           check_token_ids, init)
+                           check_token_ids, eval_mode, init)
 from scratchzoo.sampling import sample_next
 
 
@@ -199,9 +199,7 @@ class GPT(Module):
         """
         idx = check_token_ids(idx, "GPT.generate", "the prompt", self.config.vocab_size)
         block = self.config.block_size
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):  # dropout off for the whole generation, the caller's mode back after
             cache, fed = None, 0  # tokens[:, :fed] have gone through the model into the cache
             tokens = idx
             for _ in range(max_new_tokens):
@@ -217,8 +215,6 @@ class GPT(Module):
                 new = sample_next(logits.data[:, -1], temperature, top_k, top_p)
                 tokens = np.concatenate([tokens, new[:, None]], axis=1)
                 yield new
-        finally:
-            self.train(was_training)
 
     def generate(self, idx: np.ndarray | Tensor, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, use_cache: bool = True) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
-from scratchzoo.nn import GRU, LSTM, RNN, Embedding, Linear, Module
+from scratchzoo.nn import GRU, LSTM, RNN, Embedding, Linear, Module, eval_mode
 from scratchzoo.sampling import sample_next
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -115,13 +115,11 @@ def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temp
     prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
     if prompt.size == 0:
         raise ValueError("generate: the prompt needs at least one id")
-    was_training = model.training
-    model.eval()
-    logits, state = model(Tensor(prompt[None, :]))          # (1, T, V)
     out = list(prompt)
-    for _ in range(max_new_tokens):
-        token = int(sample_next(logits.data[:, -1], temperature, top_k)[0])
-        out.append(token)
-        logits, state = model(Tensor(np.array([[token]], dtype=np.int64)), state)
-    model.train(was_training)
+    with eval_mode(model):
+        logits, state = model(Tensor(prompt[None, :]))      # (1, T, V)
+        for _ in range(max_new_tokens):
+            token = int(sample_next(logits.data[:, -1], temperature, top_k)[0])
+            out.append(token)
+            logits, state = model(Tensor(np.array([[token]], dtype=np.int64)), state)
     return np.array(out, dtype=np.int64)

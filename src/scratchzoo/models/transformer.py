@@ -33,7 +33,7 @@ import numpy as np
 from scratchzoo import functional as F
 from scratchzoo.autograd import ShapeError, Tensor, no_grad
 from scratchzoo.nn import (Embedding, KVCache, Linear, Module, MultiheadAttention, SinusoidalPositionalEncoding,
-                           Transformer, check_token_ids, init)
+                           Transformer, check_token_ids, eval_mode, init)
 
 NAME = "Seq2SeqTransformer"
 
@@ -66,18 +66,6 @@ def _ids(ids: Any, what: str, vocab_size: int, max_len: int) -> np.ndarray:
     if array.shape[1] > max_len:
         raise ShapeError(f"{NAME}: {what} has length {array.shape[1]}, longer than max_len {max_len}")
     return array
-
-
-@contextmanager
-def _inference(model: Module) -> Iterator[None]:
-    """Evaluation mode (no dropout) and no graph while decoding; the caller's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 # ============================================================================ the model
@@ -234,7 +222,7 @@ class Seq2SeqTransformer(Module):
         row i then emits exactly output_lengths[i] tokens, the best ones under that constraint."""
         steps = self._steps(max_len)
         pad, eos = self.config.pad_id, self.config.eos_id
-        with _inference(self):
+        with eval_mode(self), no_grad():
             memory, src_padding = self.encode(src)
             n = memory.shape[0]
             lengths = self._lengths(output_lengths, n, steps)
@@ -269,7 +257,7 @@ class Seq2SeqTransformer(Module):
             raise ValueError(f"{NAME}: length_penalty must be >= 0, got {length_penalty}")
         steps = self._steps(max_len)
         pad, eos, vocab, b = self.config.pad_id, self.config.eos_id, self.config.tgt_vocab_size, beam_width
-        with _inference(self):
+        with eval_mode(self), no_grad():
             memory, src_padding = self.encode(src)
             n = memory.shape[0]
             required = self._lengths(output_lengths, n, steps)
@@ -319,7 +307,7 @@ class Seq2SeqTransformer(Module):
                   "decoder_self": [layer.self_attn for layer in self.transformer.decoder.layers],
                   "cross": [layer.multihead_attn for layer in self.transformer.decoder.layers]}
         maps: dict[str, list[np.ndarray]] = {name: [] for name in groups}
-        with _inference(self), _recording(groups, maps):
+        with eval_mode(self), no_grad(), _recording(groups, maps):
             self(src, tgt_in)
         return {name: np.stack(weights) for name, weights in maps.items()}
 

@@ -5,7 +5,7 @@ from scratchzoo.nn.layers import (GELU, Dropout, Embedding, Flatten, Identity, L
                                   LeakyReLU, Linear, ReLU, Sigmoid, SiLU, Softmax, Tanh)
 from scratchzoo.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss  # noqa: F401
 from scratchzoo.nn.module import (IncompatibleKeys, Module, Parameter, StateDictError,  # noqa: F401
-                                  check_input, check_token_ids)
+                                  check_input, check_token_ids, eval_mode)
 from scratchzoo.nn.conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: E402,F401
 from scratchzoo.nn.normalization import BatchNorm1d, BatchNorm2d  # noqa: E402,F401
 from scratchzoo.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool2d, Dropout2d,  # noqa: E402,F401

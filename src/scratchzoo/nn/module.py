@@ -8,6 +8,7 @@ running mean). `state_dict()` walks that tree and names every entry by its path,
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
@@ -278,6 +279,19 @@ class Module:
         if not extra and not children:
             return f"{type(self).__name__}()"
         return f"{type(self).__name__}(\n  " + "\n  ".join(extra + children) + "\n)"
+
+
+@contextmanager
+def eval_mode(module: Module) -> Iterator[Module]:
+    """`module` in evaluation mode (dropout off, BatchNorm on its running statistics) for the block, then in
+    the mode it had before, even if the block raises: decoding or drawing a figure halfway through training
+    must not leave the model in eval mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 # ---- input checks shared by every layer ------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
-from scratchzoo.nn import Module
+from scratchzoo.nn import Module, eval_mode
 from scratchzoo.viz import _pyplot, save_figure
 
 
@@ -67,16 +67,14 @@ def block_outputs(model: Module, x: Any) -> list[tuple[str, np.ndarray]]:
     x = _array(x)
     if x.ndim == model.config.dims + 1:  # one sample without its batch axis
         x = x[None]
-    was_training = model.training
-    model.eval()
     dtype = next(iter(model.parameters())).dtype
     h = Tensor(x.astype(dtype))
     maps = [("input", x[0])]
-    for index, layer in enumerate(model.features):
-        h = layer(h)
-        if any(True for _ in layer.children()):  # a conv block, not the final adaptive pool
-            maps.append((f"block {index + 1}", h.data[0].astype(np.float64)))
-    model.train(was_training)
+    with eval_mode(model):
+        for index, layer in enumerate(model.features):
+            h = layer(h)
+            if any(True for _ in layer.children()):  # a conv block, not the final adaptive pool
+                maps.append((f"block {index + 1}", h.data[0].astype(np.float64)))
     return maps
 
 

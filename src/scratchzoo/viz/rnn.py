@@ -7,14 +7,13 @@ hidden units down and time across; what is drawn is the top recurrent layer unle
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
-from scratchzoo.nn import LSTM, Module, lstm_gates
+from scratchzoo.nn import LSTM, Module, eval_mode, lstm_gates
 from scratchzoo.viz import _pyplot, save_figure
 
 
@@ -35,21 +34,10 @@ def _batch_first(rnn: Module, sequence: Tensor) -> Tensor:
     return sequence if rnn.batch_first else Tensor(np.swapaxes(sequence.data, 0, 1))
 
 
-@contextmanager
-def _eval(model: Module) -> Iterator[None]:
-    """Eval mode (no dropout) for the duration, then the mode it had."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 @no_grad()
 def hidden_states(model: Module, x: Any) -> np.ndarray:
     """The top recurrent layer's hidden state h_t at every step of one sample, (T, H), in eval mode."""
-    with _eval(model):
+    with eval_mode(model):
         rnn, sequence = _recurrent_input(model, x)
         output, _ = rnn(_batch_first(rnn, sequence))
     out = output.data if rnn.batch_first else np.swapaxes(output.data, 0, 1)
@@ -59,7 +47,7 @@ def hidden_states(model: Module, x: Any) -> np.ndarray:
 @no_grad()
 def gate_activations(model_or_lstm: Module, x: Any, layer: int | None = None) -> dict[str, np.ndarray]:
     """{'input': i, 'forget': f, 'output': o}, each (T, H), of one LSTM layer (default: the top one)."""
-    with _eval(model_or_lstm):
+    with eval_mode(model_or_lstm):
         rnn, sequence = _recurrent_input(model_or_lstm, x)
         if not isinstance(rnn, LSTM):
             raise TypeError(f"plot_gates: needs an LSTM (or a model whose .rnn is one), got {type(rnn).__name__}; "
