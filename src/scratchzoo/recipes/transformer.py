@@ -23,8 +23,9 @@ phrases (99.4% / 98.4% without aligned memory) but generalises no better than a 
 inconsistent where context would have to decide (2.8% of the occurrences of a character pair found in
 several phrases are read unlike that pair's majority: 一个 yí gè 4 times and yī gè 6; 不见 bú/bù jiàn 7/13),
 and 367 of the 544 held-out errors are the right syllable with the wrong tone. `--subphrases` (the
-lookup's statistics as training pairs) did not help: 95.6% / 87.9% (without aligned memory); nor did
-dropout 0.1 / 0.2 (96.2% / 89.1%, 96.3% / 89.4%) or an ensemble of two or four models (96.4% / 89.7-89.8%).
+lookup's statistics as training pairs) did not help: 95.6% / 87.9% without aligned memory, 96.2% / 89.1%
+with it; nor did dropout 0.1 / 0.2 (96.2% / 89.1%, 96.3% / 89.4%) or an ensemble of two or four models
+(96.4% / 89.7-89.8%).
 
 transformer-g2p: English spelling -> ARPAbet phonemes from cmudict (~126k words; a deterministic 10% of the
 words held out). Stress digits are stripped by default (`stress=False`, AH0/AH1/AH2 -> AH, 39 phonemes): the
