@@ -344,7 +344,8 @@ def gpt() -> Case:
     """nanoGPT's shakespeare_char CPU configuration (n_layer 4, n_head 4, n_embd 128, block_size 64, vocab 65,
     no bias, dropout 0): one training step on a batch of 12 x 64 tokens, cross-entropy over all 768
     positions, AdamW(lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on the >= 2-D parameters) as gpt-char
-    trains (recipes/gpt.py), float32. The torch side is nanoGPT's model (TorchGPT) with the same weights."""
+    configures it (recipes/gpt.py; its gradient clipping is left out on both sides), float32. The torch side
+    is nanoGPT's model (TorchGPT) with the same weights."""
     sz.manual_seed(0)
     ours, theirs = GPT(GPTConfig(**GPT_SIZES)), TorchGPT(**GPT_SIZES)
     copy_weights(ours, theirs)

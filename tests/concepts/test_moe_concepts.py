@@ -7,6 +7,7 @@ from helpers import rand
 
 import scratchzoo as sz
 from scratchzoo.models.moe import MoE, MoEConfig, load_balancing_loss
+from scratchzoo.optim import SGD
 
 
 def layer(**options) -> MoE:
@@ -73,6 +74,23 @@ def test_tokens_over_capacity_pass_through_the_residual_unchanged():
     assert np.array_equal(x.grad[2:], np.ones((6, 6)))  # their gradient flows through the residual only
 
 
+def test_capacity_limits_training_and_eval_has_its_own_factor():
+    """In eval mode the default sets no limit, so a token's output is its own (with a limit it would depend
+    on the other tokens of the call); eval_capacity_factor sets one."""
+    for eval_factor, dropped in ((None, 0.0), (1.0, 6 / 8)):
+        moe = layer(top_k=1, num_experts=4, capacity_factor=1.0, eval_capacity_factor=eval_factor)
+        moe.router.gate.weight.data[:] = 0
+        moe.router.gate.weight.data[0] = 1.0  # every (positive) token prefers expert 0
+        x = sz.Tensor(np.abs(rand(8, 6)))
+        moe(x)
+        assert moe.last_dropped == pytest.approx(6 / 8)  # training: capacity 2 of 8
+        moe.eval()
+        y = moe(x).data
+        assert moe.last_dropped == pytest.approx(dropped)
+        if eval_factor is None:  # every token's output equals that of the token alone
+            assert np.allclose(y, np.concatenate([moe(x[i:i + 1]).data for i in range(8)]), atol=1e-12)
+
+
 def test_shared_experts_serve_every_token():
     moe = layer(top_k=1, num_experts=4, capacity_factor=1.0, num_shared_experts=1)
     moe.router.gate.weight.data[:] = 0
@@ -93,6 +111,33 @@ def test_noise_only_in_training_mode():
     clean = layer()
     clean.load_state_dict({k: v for k, v in noisy.state_dict().items() if "noise" not in k})
     assert np.array_equal(first, clean(x).data)  # eval: H(x) = x W_g, the noise branch is off
+
+
+def test_the_noise_scale_is_learned():
+    """softplus(x W_noise) scales the noise, and W_noise gets a gradient from the task loss in training."""
+    noisy = layer(noisy_gating=True).train()
+    noisy(sz.Tensor(rand(10, 6))).sum().backward()
+    assert noisy.router.noise.weight.grad is not None and np.abs(noisy.router.noise.weight.grad).sum() > 0
+
+
+def test_the_balancing_loss_alone_evens_out_a_skewed_router():
+    """Gradient descent on E sum_i f_i P_i takes router probability from the busiest experts: a router
+    that sends most tokens to one expert spreads them out."""
+    moe = layer(top_k=1, num_experts=4)
+    moe.router.gate.weight.data[:] = 0
+    moe.router.gate.weight.data[0] = 0.5  # expert 0 favoured for positive inputs
+    x = sz.Tensor(np.abs(rand(200, 6)) + rand(200, 6, seed=3))
+    optimizer = SGD(moe.router.parameters(), lr=1.0)
+    moe(x)
+    before = moe.last_load.max() * 4
+    for _ in range(50):
+        moe(x)
+        optimizer.zero_grad()
+        moe.aux_loss.backward()
+        optimizer.step()
+    moe(x)
+    after = moe.last_load.max() * 4
+    assert before > 2.0 and after < 1.5, (before, after)
 
 
 def test_each_expert_runs_once_on_a_contiguous_block_of_its_tokens():

@@ -7,99 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn as tnn
 from torch.nn import functional as TF
 
 import scratchzoo as sz
 from helpers import assert_matches_torch
+from torch_nanogpt import TorchBlock, TorchGPT
 from scratchzoo.models.gpt import GPT, MLP, Block, GPTConfig
+from scratchzoo.models.moe import MoE, MoEConfig
 from scratchzoo.nn import KVCache, Linear, Module
 from scratchzoo import functional as F
 from scratchzoo.functional.elementwise import normal_cdf_and_kernel_float32
 
 SMALL = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, bias=True)
-
-
-# ============================================================================ nanoGPT's model, in torch
-
-
-class TorchLayerNorm(tnn.Module):
-    """nanoGPT's LayerNorm with an optional bias."""
-
-    def __init__(self, ndim: int, bias: bool):
-        super().__init__()
-        self.weight = tnn.Parameter(torch.ones(ndim))
-        self.bias = tnn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return TF.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-class TorchCausalSelfAttention(tnn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_attn = tnn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = tnn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = tnn.Dropout(config.dropout)
-        self.n_head, self.n_embd = config.n_head, config.n_embd
-
-    def forward(self, x):
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # nanoGPT's slow path, spelled out
-        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
-        att = TF.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-
-class TorchMLP(tnn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_fc = tnn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = tnn.GELU()
-        self.c_proj = tnn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = tnn.Dropout(config.dropout)
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class TorchBlock(tnn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.ln_1 = TorchLayerNorm(config.n_embd, bias=config.bias)
-        self.attn = TorchCausalSelfAttention(config)
-        self.ln_2 = TorchLayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = TorchMLP(config)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class TorchGPT(tnn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.transformer = tnn.ModuleDict(dict(
-            wte=tnn.Embedding(config.vocab_size, config.n_embd),
-            wpe=tnn.Embedding(config.block_size, config.n_embd),
-            drop=tnn.Dropout(config.dropout),
-            h=tnn.ModuleList([TorchBlock(config) for _ in range(config.n_layer)]),
-            ln_f=TorchLayerNorm(config.n_embd, bias=config.bias),
-        ))
-        self.lm_head = tnn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # nanoGPT's weight tying
-
-    def forward(self, idx):
-        pos = torch.arange(0, idx.size(1), dtype=torch.long)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
 
 
 def ids(*shape: int, vocab: int = SMALL.vocab_size, seed: int = 0) -> np.ndarray:
@@ -185,10 +104,16 @@ def test_bad_input_is_a_clear_error():
 # ============================================================================ the key/value cache
 
 
+def moe_feed_forward(config: GPTConfig, layer: int) -> MoE:
+    """A MoE layer whose training capacity would drop tokens (eval mode sets no limit by default)."""
+    return MoE(MoEConfig(d_model=config.n_embd, hidden=16, num_experts=4, top_k=2, capacity_factor=0.5))
+
+
+@pytest.mark.parametrize("feed_forward", [None, moe_feed_forward], ids=["mlp", "moe-with-capacity"])
 @pytest.mark.parametrize("prefill", [1, 5])
-def test_cached_logits_equal_the_full_forward(prefill):
+def test_cached_logits_equal_the_full_forward(prefill, feed_forward):
     sz.manual_seed(0)
-    model = GPT(SMALL).double().eval()
+    model = GPT(SMALL, feed_forward=feed_forward).double().eval()
     tokens = ids(2, SMALL.block_size)
     full = model(sz.Tensor(tokens)).data
     cache = KVCache()
@@ -235,12 +160,13 @@ def test_generation_past_the_block_slides_the_cached_window_by_half_a_block():
 
 def test_stream_yields_one_token_per_row_per_step_without_recording_a_graph(monkeypatch):
     model = GPT(SMALL)
-    recorded = []
+    recorded, positions = [], []
     real = GPT.forward
 
     def forward(self, *args, **kwargs):
         logits = real(self, *args, **kwargs)
         recorded.append(logits.requires_grad)
+        positions.append(logits.shape[1])
         return logits
 
     monkeypatch.setattr(GPT, "forward", forward)
@@ -250,6 +176,7 @@ def test_stream_yields_one_token_per_row_per_step_without_recording_a_graph(monk
         assert sz.is_grad_enabled()  # the caller's code between tokens runs with gradients as usual
     assert len(steps) == 4 and all(s.shape == (2,) and s.dtype == np.int64 for s in steps)
     assert recorded == [False] * 4  # no graph while sampling
+    assert positions == [3, 1, 1, 1]  # the cache: the prompt once, then one position per new token
     assert model.training  # generation leaves the mode as it found it
 
 

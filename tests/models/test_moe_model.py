@@ -86,17 +86,25 @@ def test_moe_matches_dense_torch_reference(case, dtype):
         assert ours.last_dropped > 0  # the case really drops assignments
 
 
-def test_aux_loss_matches_torch():
+def test_aux_loss_and_its_gradient_match_torch():
+    """L = E sum_i f_i P_i and dL/dW_g (through P only: the counts f are constants) for router and input."""
     config = MoEConfig(d_model=6, hidden=8, num_experts=5, top_k=2)
     layer = MoE(config).double()
     x = rand(11, 6)
-    layer(sz.Tensor(x))
-    scores = torch.from_numpy(x) @ torch.from_numpy(layer.router.gate.weight.data).T
+    ours_x = sz.Tensor(x, requires_grad=True)
+    layer(ours_x)
+    layer.aux_loss.backward()
+    theirs_x = torch.from_numpy(x).requires_grad_()
+    gate = torch.from_numpy(layer.router.gate.weight.data.copy()).requires_grad_()
+    scores = theirs_x @ gate.T
     chosen = scores.topk(2, dim=-1).indices
     f = torch.bincount(chosen.reshape(-1), minlength=5).double() / chosen.numel()
     expected = 5 * (f * scores.softmax(-1).mean(0)).sum()
-    assert_close("aux_loss", layer.aux_loss.data, expected.numpy(), 1e-12, 1e-12)
+    expected.backward()
+    assert_close("aux_loss", layer.aux_loss.data, expected.detach().numpy(), 1e-12, 1e-12)
     assert_close("last_load", layer.last_load, f.numpy(), 0, 0)
+    assert_close("aux_loss gradient of W_g", layer.router.gate.weight.grad, gate.grad.numpy(), 1e-9, 1e-12)
+    assert_close("aux_loss gradient of x", ours_x.grad, theirs_x.grad.numpy(), 1e-9, 1e-12)
 
 
 @pytest.mark.parametrize("case", ["plain", "capacity+shared"])
@@ -135,6 +143,8 @@ def test_moe_rejects_bad_options_naming_the_layer():
         MoE(MoEConfig(num_experts=4, top_k=5))
     with pytest.raises(ValueError, match="MoE: capacity_factor"):
         MoE(MoEConfig(capacity_factor=0.0))
+    with pytest.raises(ValueError, match=r"MoE: eval_capacity_factor must be > 0 \(or None for no limit\), got -1"):
+        MoE(MoEConfig(eval_capacity_factor=-1))
     with pytest.raises(ValueError, match="last dim 8"):
         MoE(MoEConfig(d_model=8, hidden=4))(sz.zeros(2, 3))
 

@@ -11,12 +11,13 @@ import torch
 
 import scratchzoo as sz
 from helpers import SimulatedCrash, crash_at_step
+from torch_nanogpt import TorchGPT
 from scratchzoo import io, losses
 from scratchzoo.cli import main
 from scratchzoo.data import datasets
+from scratchzoo.models.gpt import GPTConfig
 from scratchzoo.nn import Module
-from scratchzoo.nn.utils import clip_grad_norm_
-from scratchzoo.recipes import RECIPES
+from scratchzoo.recipes import RECIPES, common
 from scratchzoo.recipes import gpt as recipe
 from scratchzoo.recipes.gpt import GPTCharConfig
 
@@ -54,16 +55,16 @@ def test_tiny_gpt_char_learns(tmp_path, small_corpus):
 
 def test_resume_is_bit_identical(tmp_path, monkeypatch, small_corpus):
     n = 4
-    common = ["train", "gpt-char", *TINY, "--dropout", "0.1", "--max-iters", str(2 * n), "--lr-decay-iters",
+    args = ["train", "gpt-char", *TINY, "--dropout", "0.1", "--max-iters", str(2 * n), "--lr-decay-iters",
               str(2 * n), "--checkpoint-every", str(n), "--eval-interval", "0"]
     straight, crashed, resumed = tmp_path / "straight", tmp_path / "crashed", tmp_path / "resumed"
-    assert main([*common, "--out", str(straight)]) == 0
+    assert main([*args, "--out", str(straight)]) == 0
     with monkeypatch.context() as mp:
         crash_at_step(mp, n + 1)
         with pytest.raises(SimulatedCrash):
-            main([*common, "--out", str(crashed)])
+            main([*args, "--out", str(crashed)])
     assert io.load_checkpoint(crashed).step == n
-    assert main([*common, "--resume", str(crashed), "--out", str(resumed)]) == 0
+    assert main([*args, "--resume", str(crashed), "--out", str(resumed)]) == 0
     a, b = io.load_checkpoint(straight), io.load_checkpoint(resumed)
     for name, value in a.model_state.items():
         np.testing.assert_array_equal(value, b.model_state[name], err_msg=name)
@@ -145,45 +146,6 @@ def test_auxiliary_loss_is_added_and_recorded(tmp_path, small_corpus):
     assert len(calls) == 6 and metrics["val_loss"] > 0
 
 
-def torch_gpt(vocab: int, config: GPTCharConfig):
-    """nanoGPT's model (no bias) in torch, with the same parameter names."""
-    class Block(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            c = config.n_embd
-            linear = lambda n_in, n_out: torch.nn.Linear(n_in, n_out, bias=False)  # noqa: E731
-            self.ln_1, self.ln_2 = torch.nn.LayerNorm(c, bias=False), torch.nn.LayerNorm(c, bias=False)
-            self.attn, self.mlp = torch.nn.Module(), torch.nn.Module()
-            self.attn.c_attn, self.attn.c_proj = linear(c, 3 * c), linear(c, c)
-            self.mlp.c_fc, self.mlp.c_proj = linear(c, 4 * c), linear(4 * c, c)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            q, k, v = (t.view(B, T, config.n_head, -1).transpose(1, 2)
-                       for t in self.attn.c_attn(self.ln_1(x)).split(C, 2))
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
-            return x + self.mlp.c_proj(torch.nn.functional.gelu(self.mlp.c_fc(self.ln_2(x))))
-
-    class GPT(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.transformer = torch.nn.ModuleDict(dict(
-                wte=torch.nn.Embedding(vocab, config.n_embd), wpe=torch.nn.Embedding(config.block_size, config.n_embd),
-                h=torch.nn.ModuleList([Block() for _ in range(config.n_layer)]),
-                ln_f=torch.nn.LayerNorm(config.n_embd, bias=False)))
-            self.lm_head = torch.nn.Linear(config.n_embd, vocab, bias=False)
-            self.transformer.wte.weight = self.lm_head.weight
-
-        def forward(self, idx):
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
-            for block in self.transformer.h:
-                x = block(x)
-            return self.lm_head(self.transformer.ln_f(x))
-
-    return GPT()
-
-
 def test_the_training_step_matches_a_nanogpt_loop_in_torch():
     """Batches, AdamW groups, warmup + cosine lr and clipping, as train_language_model runs them, against
     nanoGPT's loop in torch from the same weights: the same losses and gradient norms step after step."""
@@ -192,7 +154,8 @@ def test_the_training_step_matches_a_nanogpt_loop_in_torch():
     ids = np.frombuffer(TEXT.encode(), dtype=np.uint8).astype(np.int64) % 50
     sz.manual_seed(0)
     ours = recipe.build_gpt(config, 50).double()
-    theirs = torch_gpt(50, config).double()
+    theirs = TorchGPT(GPTConfig(vocab_size=50, block_size=config.block_size, n_layer=config.n_layer,
+                                n_head=config.n_head, n_embd=config.n_embd, bias=False)).double()
     theirs.load_state_dict({name: torch.from_numpy(value) for name, value in ours.state_dict().items()})
     optimizer = recipe.configure_optimizer(ours, config)
     scheduler = recipe.make_scheduler(optimizer, config)
@@ -206,11 +169,7 @@ def test_the_training_step_matches_a_nanogpt_loop_in_torch():
             group["lr"] = optimizer.param_groups[0]["lr"]
         logits = ours(sz.Tensor(x))
         loss = losses.cross_entropy(logits.reshape(-1, 50), sz.Tensor(y.reshape(-1)))
-        optimizer.zero_grad()
-        loss.backward()
-        norm = clip_grad_norm_(ours.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        norm = common.optimization_step(loss, ours, optimizer, scheduler, config.grad_clip)  # the recipe's step
         torch_loss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)).reshape(-1, 50),
                                                        torch.from_numpy(y.reshape(-1)))
         torch_optimizer.zero_grad()
@@ -219,3 +178,21 @@ def test_the_training_step_matches_a_nanogpt_loop_in_torch():
         torch_optimizer.step()
         assert loss.item() == pytest.approx(torch_loss.item(), rel=1e-9), f"step {step}"
         assert norm == pytest.approx(torch_norm.item(), rel=1e-9), f"step {step}"
+
+
+def test_training_clips_every_step_at_grad_clip(monkeypatch, tmp_path, small_corpus):
+    """train_language_model sends every update through common.optimization_step with config.grad_clip (the
+    step itself is compared with torch's clipping above)."""
+    clips = []
+    step = common.optimization_step
+
+    def recording(loss, model, optimizer, scheduler=None, clip=0.0):
+        clips.append(clip)
+        return step(loss, model, optimizer, scheduler, clip)
+
+    monkeypatch.setattr(common, "optimization_step", recording)
+    config = GPTCharConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=3,
+                           lr_decay_iters=3, warmup_iters=1, eval_interval=0, sample_chars=0, grad_clip=0.5,
+                           out=str(tmp_path / "run"))
+    recipe.train_language_model(config, recipe.build_gpt, tmp_path / "run")
+    assert clips == [0.5, 0.5, 0.5]

@@ -2,12 +2,16 @@
 is asserted (the loss falls) and the metrics' shapes; the measured figures live in docs/en/moe.md."""
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from scratchzoo import losses
+from scratchzoo.autograd import Tensor
+from scratchzoo.cli import main
 from scratchzoo.data import datasets
 from scratchzoo.recipes import RECIPES, moe
 
@@ -77,8 +81,31 @@ def test_moe_gpt_learns_and_reports_load(tmp_path, monkeypatch, recorded):
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert moe.MOE_GPT.evaluate(str(tmp_path))["val_loss"] == pytest.approx(metrics["val_loss"], rel=1e-5)
     assert (tmp_path / "dense" / "metrics.json").exists() and (tmp_path / "no_balance" / "metrics.json").exists()
+    for prefix in ("", "no_balance_"):  # load extremes relative to a fair share of 1/E; no capacity: no drops
+        extremes = np.asarray(metrics[f"{prefix}expert_load"]) * config.num_experts
+        assert metrics[f"{prefix}max_load_over_fair_share"] == pytest.approx(extremes.max(), abs=1e-3)  # load: 4 digits
+        assert metrics[f"{prefix}min_load_over_fair_share"] == pytest.approx(extremes.min(), abs=1e-3)
+        assert metrics[f"{prefix}dropped"] == 0.0
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["sample", "moe-gpt", "--ckpt", str(tmp_path), "--prompt", "def ", "--max-new-tokens", "12"]) == 0
+    assert terminal.getvalue().startswith("def ") and len(terminal.getvalue()) == 4 + 12 + 1
     pytest.importorskip("matplotlib")
     assert (tmp_path / "load.png").stat().st_size > 0
+
+
+def test_measured_drops_are_those_of_the_training_capacity():
+    """measure_load reads the load in eval mode (no capacity limit there by default) and reports the
+    fraction of assignments over training's capacity: for a one-layer model, what it drops in training mode."""
+    config = moe.MoEGPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, load_windows=4, capacity_factor=0.6)
+    model = moe.build_moe_gpt(config, vocab_size=20)
+    ids = np.random.default_rng(0).integers(0, 20, size=200)
+    load, dropped = moe.measure_load(model, ids, config)
+    assert model.training and all(layer.last_dropped == 0 for layer in moe.moe_layers(model))  # eval: no limit
+    model(Tensor(ids[:4 * 16].reshape(4, 16)))  # training mode, the same windows
+    expected = np.mean([layer.last_dropped for layer in moe.moe_layers(model)])
+    assert dropped == pytest.approx(expected) and dropped > 0
+    assert np.allclose(load, [layer.last_load for layer in moe.moe_layers(model)])  # no noise: the same routing
 
 
 def test_gate_matrix_places_each_gate_under_its_expert():

@@ -121,6 +121,12 @@ class Block(Module):
 FeedForwardFactory = Callable[[GPTConfig, int], Module]
 
 
+def residual_init_std(n_layer: int) -> float:
+    """GPT-2's std for a projection that writes into the residual stream: 0.02 / sqrt(2 * n_layer), since
+    each of the n_layer blocks adds two such branches to the sum."""
+    return 0.02 / math.sqrt(2 * n_layer)
+
+
 def dense_mlp(config: GPTConfig, layer: int) -> Module:
     """The default feed-forward of every block: the dense 4x MLP."""
     return MLP(config)
@@ -132,7 +138,8 @@ class GPT(Module):
     feed_forward: a factory `(config, layer_index) -> Module` building the feed-forward network of block
         `layer_index`; the module maps (B, T, C) -> (B, T, C) and is registered as `transformer.h.{i}.mlp`.
         Default: the dense MLP (C -> 4C -> GELU -> C). A Mixture-of-Experts layer plugs in here, e.g.
-        `GPT(config, feed_forward=lambda config, i: MoE(config) if i % 2 else MLP(config))`.
+        `GPT(config, feed_forward=lambda config, i: MoE(MoEConfig(d_model=config.n_embd)) if i % 2 else MLP(config))`
+        (models/moe.py).
 
     Initialisation (GPT-2): every Linear and Embedding weight in the model, the feed-forward modules'
     included, ~ N(0, 0.02), biases 0; then every parameter named `c_proj.weight` (the projections that
@@ -161,7 +168,7 @@ class GPT(Module):
                     init.zeros_(module.bias)
         for name, param in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                init.normal_(param, 0.0, 0.02 / math.sqrt(2 * config.n_layer))
+                init.normal_(param, 0.0, residual_init_std(config.n_layer))
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """As nanoGPT reports it: without the position embeddings (the token ones are the tied head)."""

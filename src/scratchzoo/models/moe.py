@@ -40,6 +40,7 @@ class MoEConfig:
     activation: str = "gelu"
     noisy_gating: bool = False  # Shazeer et al. 2017: learned noise on the router scores, in training only
     capacity_factor: float | None = None  # None: no limit; else capacity = ceil(factor * tokens * k / experts)
+    eval_capacity_factor: float | None = None  # the same in eval mode; None: no limit (see MoE.capacity)
     num_shared_experts: int = 0  # experts that every token uses, outside the routing
     shared_hidden: int | None = None  # hidden width of each shared expert (None: `hidden`)
     bias: bool = True  # biases in the experts' Linear layers (the router never has one)
@@ -157,8 +158,10 @@ class MoE(Module):
             raise ValueError(f"MoE: num_experts must be >= 1, got {c.num_experts}")
         if not 1 <= c.top_k <= c.num_experts:
             raise ValueError(f"MoE: top_k must lie in [1, num_experts={c.num_experts}], got top_k={c.top_k}")
-        if c.capacity_factor is not None and c.capacity_factor <= 0:
-            raise ValueError(f"MoE: capacity_factor must be > 0 (or None for no limit), got {c.capacity_factor}")
+        for name in ("capacity_factor", "eval_capacity_factor"):
+            factor = getattr(c, name)
+            if factor is not None and factor <= 0:
+                raise ValueError(f"MoE: {name} must be > 0 (or None for no limit), got {factor}")
         if c.num_shared_experts < 0:
             raise ValueError(f"MoE: num_shared_experts must be >= 0, got {c.num_shared_experts}")
         self.config = c
@@ -173,12 +176,19 @@ class MoE(Module):
         self.last_expert_index: np.ndarray | None = None
         self.last_gates: np.ndarray | None = None
 
-    def capacity(self, tokens: int) -> int | None:
-        """Rows each expert may take in one forward: ceil(capacity_factor * tokens * k / E); None: no limit."""
+    def capacity(self, tokens: int, training: bool | None = None) -> int | None:
+        """Rows each expert may take in one forward of `tokens` tokens: ceil(factor * tokens * k / E), with
+        capacity_factor in training and eval_capacity_factor in eval mode (`training`: which one; default
+        the layer's mode); None: no limit.
+
+        Without a limit at inference (the default) a token's output depends on that token alone. With one,
+        it also depends on the other tokens of the call: how many there are (so one-token steps with a KV
+        cache would route differently from a forward over the whole sequence) and which come later (a later
+        token's first choice can push out an earlier token's second: the future leaking into a causal
+        model). The Switch Transformer likewise evaluates with a factor of its own."""
         c = self.config
-        if c.capacity_factor is None:
-            return None
-        return math.ceil(c.capacity_factor * tokens * c.top_k / c.num_experts)
+        factor = c.capacity_factor if (self.training if training is None else training) else c.eval_capacity_factor
+        return None if factor is None else math.ceil(factor * tokens * c.top_k / c.num_experts)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (..., d_model)
         c = self.config
@@ -219,4 +229,5 @@ class MoE(Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"d_model={c.d_model}, hidden={c.hidden}, experts={c.num_experts}, top_k={c.top_k}, "
-                f"capacity_factor={c.capacity_factor}, shared={c.num_shared_experts}")
+                f"capacity_factor={c.capacity_factor}, eval_capacity_factor={c.eval_capacity_factor}, "
+                f"shared={c.num_shared_experts}")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from scratchzoo import io, rng
 from scratchzoo.autograd import Tensor, no_grad
-from scratchzoo.nn import Module
+from scratchzoo.nn import Module, eval_mode
 from scratchzoo.nn.utils import clip_grad_norm_
 from scratchzoo.optim import Optimizer
 
@@ -56,16 +56,17 @@ def check_finite(value: float, step: int, last_saved: tuple[int, Path] | None) -
 
 
 def optimization_step(loss: Tensor, model: Module, optimizer: Optimizer, scheduler: Any = None,
-                      clip: float = 0.0) -> None:
+                      clip: float = 0.0) -> float | None:
     """One update: zero the gradients, backpropagate `loss`, scale the gradients down so that their global
-    norm is at most `clip` (clip > 0), step the optimizer, then the learning-rate schedule (if any)."""
+    norm is at most `clip` (clip > 0), step the optimizer, then the learning-rate schedule (if any).
+    Returns the global gradient norm before clipping (None when clip <= 0: it is not computed)."""
     optimizer.zero_grad()
     loss.backward()
-    if clip > 0:
-        clip_grad_norm_(model.parameters(), clip)
+    norm = clip_grad_norm_(model.parameters(), clip) if clip > 0 else None
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
+    return norm
 
 
 def checkpoint_due(done: int, every: int, last: int) -> bool:
@@ -165,9 +166,9 @@ def load_model(ckpt: str, config_class: type, build: Callable[[Any], Module]) ->
 
 @no_grad()
 def predict(model: Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Model outputs for all rows, in eval mode, in batches, with no graph recorded."""
-    model.eval()
-    outputs = [model(Tensor(x[i:i + batch_size])).data for i in range(0, len(x), batch_size)]
+    """Model outputs for all rows, in eval mode (the caller's mode back after), in batches, with no graph."""
+    with eval_mode(model):
+        outputs = [model(Tensor(x[i:i + batch_size])).data for i in range(0, len(x), batch_size)]
     return np.concatenate(outputs)
 
 

@@ -35,7 +35,7 @@ from scratchzoo import io, losses, rng
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.data import datasets
 from scratchzoo.models.gpt import GPT, GPTConfig
-from scratchzoo.nn import Module
+from scratchzoo.nn import Module, eval_mode
 from scratchzoo.optim import AdamW
 from scratchzoo.optim.lr_scheduler import LambdaLR, warmup_cosine
 from scratchzoo.recipes import common
@@ -123,8 +123,7 @@ def random_batch(ids: np.ndarray, batch_size: int, block_size: int, seed: int, s
 def evaluate_loss(model: Module, ids: np.ndarray, block_size: int, batch_windows: int = 128) -> float:
     """Mean cross-entropy (nats per character) of predicting every character of `ids` after the first:
     non-overlapping windows of block_size (the last one shorter), each position predicted from the
-    characters before it in its window."""
-    model.eval()
+    characters before it in its window. In eval mode; the caller's mode is back afterwards."""
     inputs, targets = ids[:-1], ids[1:]
     full = len(targets) // block_size
     x = inputs[:full * block_size].reshape(full, block_size)
@@ -133,10 +132,11 @@ def evaluate_loss(model: Module, ids: np.ndarray, block_size: int, batch_windows
     if len(targets) > full * block_size:  # the tail that does not fill a window
         batches.append((inputs[None, full * block_size:], targets[None, full * block_size:]))
     total = 0.0
-    for xb, yb in batches:
-        logits = model(Tensor(xb))
-        total += losses.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(yb.reshape(-1)),
-                                      reduction="sum").item()
+    with eval_mode(model):
+        for xb, yb in batches:
+            logits = model(Tensor(xb))
+            total += losses.cross_entropy(logits.reshape(-1, logits.shape[-1]), Tensor(yb.reshape(-1)),
+                                          reduction="sum").item()
     return total / len(targets)
 
 
@@ -227,7 +227,6 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
                 aux_values.clear()
             print(f"step {done}: train loss {np.mean(losses_seen[-config.eval_interval:]):.4f}, "
                   f"val loss {val_loss:.4f}, {time.perf_counter() - began:.1f}s", file=sys.stderr, flush=True)
-            model.train()
         if common.checkpoint_due(done, config.checkpoint_every, config.max_iters):
             _save(run_dir, model, optimizer, done, config, scheduler, tokenizer)
             last_saved = (done, run_dir)

@@ -15,7 +15,6 @@ active size, see `MoEGPTConfig`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,10 +23,10 @@ import numpy as np
 
 from scratchzoo import losses, rng
 from scratchzoo.autograd import Tensor, no_grad
-from scratchzoo.models.gpt import GPT, GPTConfig
+from scratchzoo.models.gpt import GPT, GPTConfig, residual_init_std
 from scratchzoo.models.mlp import FFN
 from scratchzoo.models.moe import MoE, MoEConfig
-from scratchzoo.nn import Linear, Module, init
+from scratchzoo.nn import Linear, Module, eval_mode, init
 from scratchzoo.optim import Adam
 from scratchzoo.optim.lr_scheduler import CosineAnnealingLR
 from scratchzoo.recipes import common
@@ -232,7 +231,7 @@ def build_moe_gpt(config: MoEGPTConfig, vocab_size: int) -> GPT:
                 feed_forward=moe)
     for layer in moe_layers(model):
         for expert in (*layer.experts, *layer.shared_experts):
-            init.normal_(expert.down.weight, 0.0, 0.02 / math.sqrt(2 * config.n_layer))
+            init.normal_(expert.down.weight, 0.0, residual_init_std(config.n_layer))
         if layer.router.noise is not None:
             init.zeros_(layer.router.noise.weight)
     return model
@@ -252,12 +251,20 @@ def balancing_loss(weight: float):
 @no_grad()
 def measure_load(model: Module, ids: np.ndarray, config: MoEGPTConfig) -> tuple[np.ndarray, float]:
     """(layers, E): the fraction of routed (token, slot) assignments each expert gets in each layer, over the
-    first `load_windows` validation windows (eval mode: no noise); and the mean fraction dropped."""
-    model.eval()
+    first `load_windows` validation windows (eval mode: no noise, no capacity limit); and the mean over layers
+    of the fraction of those assignments over training's capacity C: sum_i max(0, routed_i - C) / (N k). (In
+    training mode the drops of one layer change the input of the next, so beyond the first layer this is the
+    overflow of the eval-mode routing, not exactly what training drops.)"""
     windows = min(config.load_windows, (len(ids) - 1) // config.block_size)
-    model(Tensor(ids[:windows * config.block_size].reshape(windows, config.block_size)))
-    layers = moe_layers(model)
-    return np.stack([layer.last_load for layer in layers]), float(np.mean([layer.last_dropped for layer in layers]))
+    with eval_mode(model):
+        model(Tensor(ids[:windows * config.block_size].reshape(windows, config.block_size)))
+    load = np.stack([layer.last_load for layer in moe_layers(model)])  # (layers, E)
+    tokens = windows * config.block_size
+    capacity = moe_layers(model)[0].capacity(tokens, training=True)
+    if capacity is None:
+        return load, 0.0
+    routed = np.rint(load * tokens * config.top_k)  # assignments per expert
+    return load, float((np.maximum(routed - capacity, 0).sum(axis=1) / (tokens * config.top_k)).mean())
 
 
 def keeping(build: Callable[[Any, int], Module], kept: list[Module]) -> Callable[[Any, int], Module]:

@@ -31,6 +31,7 @@ from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.data import datasets
 from scratchzoo.models.rnn import (CharLM, CharLMConfig, SequenceClassifier, SequenceClassifierConfig, detach_state,
                                    generate)
+from scratchzoo.nn import eval_mode
 from scratchzoo.optim import Adam
 from scratchzoo.optim.lr_scheduler import CosineAnnealingLR
 from scratchzoo.recipes import common
@@ -132,17 +133,18 @@ def build_charlm(config: CharLMRecipeConfig, vocab_size: int) -> CharLM:
 @no_grad()
 def evaluate_loss(model: CharLM, ids: np.ndarray, streams: int = 50, window: int = 256) -> float:
     """Mean cross-entropy (nats per character) of predicting every next character of `ids`, reading
-    them as `streams` rows with the state carried across windows."""
-    model.eval()
+    them as `streams` rows with the state carried across windows. In eval mode; the caller's mode is back
+    afterwards."""
     data = as_streams(ids, streams)
     total, count, state = 0.0, 0, None
-    for start in range(0, data.shape[1] - 1, window):
-        x, y = data[:, start:start + window], data[:, start + 1:start + window + 1]
-        x = x[:, :y.shape[1]]
-        logits, state = model(Tensor(x), state)
-        flat = logits.reshape(-1, logits.shape[-1])
-        total += losses.cross_entropy(flat, Tensor(y.reshape(-1)), reduction="sum").item()
-        count += y.size
+    with eval_mode(model):
+        for start in range(0, data.shape[1] - 1, window):
+            x, y = data[:, start:start + window], data[:, start + 1:start + window + 1]
+            x = x[:, :y.shape[1]]
+            logits, state = model(Tensor(x), state)
+            flat = logits.reshape(-1, logits.shape[-1])
+            total += losses.cross_entropy(flat, Tensor(y.reshape(-1)), reduction="sum").item()
+            count += y.size
     return total / count
 
 

@@ -254,7 +254,6 @@ def decode(model: Seq2SeqTransformer, sources: Sequence[Tokens], data: Seq2SeqDa
     """The model's output tokens for each source, in eval mode. Sources are decoded in batches of similar
     length (sorted), so a batch wastes little on padding, and put back in their original order. Where the
     task fixes the output length (one syllable per character), the decoder emits exactly that many tokens."""
-    model.eval()
     ids = [data.src_vocab.encode(source) for source in sources]
     order = np.argsort([len(i) for i in ids], kind="stable")
     outputs: list[Tokens] = [()] * len(ids)
@@ -442,7 +441,6 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
             for name, metric in task.score(hyps, data.test_references[monitored]).items():
                 evaluations.setdefault(name, []).append((done, metric))
             bar.write(f"step {done}: " + ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in evaluations.items()))
-            model.train()
         if config.checkpoint_every and done % config.checkpoint_every == 0:
             save(run_dir, model, optimizer, scheduler, done, config, time.perf_counter() - began)
             last_saved = (done, run_dir)
@@ -538,7 +536,6 @@ def draw_figures(model: Seq2SeqTransformer, data: Seq2SeqData, source: str, run_
     """Attention maps of one example (the model's own output fed back as the decoder input) and the
     positional-encoding table, when matplotlib is installed."""
     from scratchzoo.viz.transformer import plot_attention, plot_positional_encoding  # optional, imported late
-    model.eval()
     output = decode(model, [tuple(source)], data)[0]
     src = np.array([data.src_vocab.encode(tuple(source))])
     tgt_in = np.array([[seq2seq.BOS] + data.tgt_vocab.encode(output)])
