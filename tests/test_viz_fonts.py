@@ -20,3 +20,10 @@ def test_pyplot_keeps_the_default_fonts_first():
         pytest.skip("matplotlib not installed")
     fonts = plt.rcParams["font.sans-serif"]
     assert fonts[0] == "DejaVu Sans" and len(fonts) == len(set(fonts))
+
+
+def test_chinese_labels_fall_back_to_code_points_without_a_cjk_font():
+    from scratchzoo.viz.transformer import _drawable
+    assert _drawable(["银行", "a"], cjk_font_installed=True) == ["银行", "a"]
+    assert _drawable(["银行", "a"], cjk_font_installed=False) == ["U+94F6 U+884C", "a"]  # not empty boxes
+    assert _drawable(["bank"], cjk_font_installed=False) == ["bank"]

@@ -2,7 +2,10 @@
 gives zero weight to every future position (so later tokens cannot change earlier predictions), LayerNorm
 normalises each token over d_model on its own (other tokens and padding have no effect), attention scores
 are divided by sqrt(d_k) with d_k the size of one head, and a (1, 15, 512) decoder output goes through the
-final LayerNorm and projection to (1, 15, vocab), as the same weights do in PyTorch."""
+final LayerNorm and projection to (1, 15, vocab), as the same weights do in PyTorch. Then the page's other
+claims: attention without positions is blind to order, the sinusoidal table's shift-is-a-rotation and
+distance-only dot products, the softmax figures behind the sqrt(d_k) scale, BatchNorm's mixing, and label
+smoothing's bounded logits."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +14,7 @@ import torch
 import scratchzoo as sz
 from scratchzoo import nn
 from scratchzoo.models.transformer import Seq2SeqConfig, Seq2SeqTransformer
+from scratchzoo.nn.transformer import sinusoidal_table
 
 from helpers import assert_close, rand
 
@@ -95,3 +99,78 @@ def test_decoder_output_of_width_512_projects_to_the_vocabulary_as_in_torch():
     with torch.no_grad():
         expected = projection(norm(torch.from_numpy(h.data))).numpy()
     assert_close("logits vs torch", logits.data, expected, 1e-4, 1e-4)
+
+
+# ============================================================================ claims of the docs page, one by one
+
+
+def test_attention_without_positions_treats_its_keys_as_a_set():
+    """Shuffle the tokens and every self-attention output is the same, shuffled: word order is invisible
+    until positions are added (docs section 3)."""
+    sz.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True).double()
+    x = rand(2, 7, 16)
+    order = np.random.default_rng(1).permutation(7)
+    with sz.no_grad():
+        assert_close("shuffled", layer(sz.Tensor(x[:, order])).data, layer(sz.Tensor(x)).data[:, order], 1e-12, 1e-12)
+
+
+def test_a_shift_is_a_rotation_and_dot_products_depend_on_the_distance_only():
+    """(pe_2i, pe_2i+1)(pos + k) = R(k w_i) (pe_2i, pe_2i+1)(pos), w_i = 10000^(-2i/d); and
+    pe_p . pe_q = sum_i cos(w_i (p - q)) (docs section 3)."""
+    d, k = 16, 5
+    pe = sinusoidal_table(60, d)
+    omega = 10000.0 ** (-np.arange(0, d, 2) / d)
+    sin, cos = pe[:, 0::2], pe[:, 1::2]  # (positions, d / 2): each pair as a point on a circle
+    c, s = np.cos(k * omega), np.sin(k * omega)
+    assert np.allclose(sin[k:], c * sin[:-k] + s * cos[:-k]) and np.allclose(cos[k:], -s * sin[:-k] + c * cos[:-k])
+    p, q = np.meshgrid(np.arange(60), np.arange(60), indexing="ij")
+    assert np.allclose(pe @ pe.T, np.cos(omega * (p - q)[..., None]).sum(-1))
+
+
+def test_unscaled_scores_make_softmax_nearly_one_hot():
+    """16 random keys, d_k = 64, entries N(0, 1): the largest softmax weight averages about 0.84 without the
+    1/sqrt(d_k) scale and 0.25 with it; sum_j w_j (1 - w_j), the size of softmax's gradient, goes from
+    about 0.22 to 0.87 (docs section 4; 10,000 draws)."""
+    rng = np.random.default_rng(0)
+    q, k = rng.standard_normal((10_000, 1, 64)), rng.standard_normal((10_000, 16, 64))
+    scores = (q @ k.transpose(0, 2, 1))[:, 0]  # (draws, 16)
+    for scale, largest, spread in ((1.0, 0.84, 0.22), (1 / 8, 0.25, 0.87)):
+        w = np.exp(scale * scores - (scale * scores).max(-1, keepdims=True))
+        w /= w.sum(-1, keepdims=True)
+        assert abs(w.max(-1).mean() - largest) < 0.01 and abs((w * (1 - w)).sum(-1).mean() - spread) < 0.01
+
+
+def test_batchnorm_would_mix_other_sequences_and_padding_into_a_token():
+    """BatchNorm averages each feature over the batch and the positions: changing another sequence, or
+    appending padding, moves a token's output; LayerNorm's does not move (docs section 7)."""
+    x = rand(2, 5, 8)
+    batch_norm, layer_norm = nn.BatchNorm1d(8).double(), nn.LayerNorm(8).double()
+
+    def token(norm, inputs: np.ndarray) -> np.ndarray:  # sequence 0, position 1
+        if isinstance(norm, nn.BatchNorm1d):
+            return norm(sz.Tensor(inputs.transpose(0, 2, 1))).data.transpose(0, 2, 1)[0, 1]
+        return norm(sz.Tensor(inputs)).data[0, 1]
+
+    other = x.copy()
+    other[1] += 3.0
+    padded = np.concatenate([x, np.zeros((2, 3, 8))], axis=1)
+    for changed in (other, padded):
+        assert not np.allclose(token(batch_norm, changed), token(batch_norm, x))
+        assert np.allclose(token(layer_norm, changed), token(layer_norm, x))
+
+
+def test_label_smoothing_keeps_the_logits_bounded():
+    """Without smoothing the loss falls forever as the right logit grows; with eps it is lowest at the finite
+    margin m* = log((1 - eps + eps / V) / (eps / V)), where the model gives the target 1 - eps + eps / V
+    (docs section 10)."""
+    vocab, eps = 5, 0.1
+
+    def slope(margin: float, smoothing: float) -> float:
+        logits = sz.Tensor(np.array([[margin, 0.0, 0.0, 0.0, 0.0]]), requires_grad=True)
+        sz.losses.cross_entropy(logits, np.array([0]), label_smoothing=smoothing).backward()
+        return float(logits.grad[0, 0])
+
+    best = np.log((1 - eps + eps / vocab) / (eps / vocab))
+    assert all(slope(m, 0.0) < 0 for m in (1.0, 10.0, 30.0))  # always worth growing
+    assert slope(best - 1, eps) < 0 and abs(slope(best, eps)) < 1e-12 and slope(best + 1, eps) > 0

@@ -4,6 +4,7 @@ state_dict; forward and backward; padding), the teacher-forcing loss, cached == 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 
@@ -298,8 +299,10 @@ def test_output_lengths_fix_how_many_tokens_each_row_emits(decoder_model):
 
 
 def test_output_lengths_are_checked(decoder_model):
-    with pytest.raises(sz.ShapeError, match="output_lengths must be 8 integers"):
+    with pytest.raises(sz.ShapeError, match=r"output_lengths must be 8 integers \(one per source row\), got shape \(2,\)"):
         decoder_model.greedy_decode(SRC_DECODE, output_lengths=[3, 4])
+    with pytest.raises(sz.DTypeError, match="output_lengths must be integers .token counts., got float64"):
+        decoder_model.greedy_decode(SRC_DECODE, output_lengths=np.full(8, 2.0))
     with pytest.raises(ValueError, match=r"output_lengths must lie in \[0, 3\]"):
         decoder_model.beam_search(SRC_DECODE, 2, max_len=5, output_lengths=np.full(8, 4))
 
@@ -312,6 +315,36 @@ def test_beam_search_finds_outputs_at_least_as_likely_as_greedy(decoder_model):
     for i, (g, b) in enumerate(zip(greedy, beams)):
         src = SRC_DECODE[i:i + 1]
         assert log_prob(model, src, b) >= log_prob(model, src, g) - 1e-9
+
+
+def test_length_penalty_ranks_outputs_by_log_p_over_lp_as_an_exhaustive_search_does():
+    """With a beam as wide as the output space, beam search returns the argmax over every output of
+    log p(y) / lp(y), lp(y) = ((5 + |y|) / 6)^alpha (|y| counts eos; an output cut at max_len has none); a
+    larger alpha divides long outputs' (more negative) log-probabilities more, so it favours them."""
+    sz.manual_seed(0)
+    model = Seq2SeqTransformer(small_config(src_vocab_size=6, tgt_vocab_size=6, num_encoder_layers=1,
+                                            num_decoder_layers=1, dim_feedforward=16, max_len=8)).double().eval()
+    src, steps = np.array([[3, 4, 5]]), 4  # max_len 5: up to 4 tokens after bos
+
+    def best(alpha: float) -> list[int]:
+        scored = []
+        for n in range(steps + 1):
+            for body in itertools.product((3, 4, 5), repeat=n):
+                ys = [BOS, *body] + ([EOS] if n < steps else [])
+                with sz.no_grad():
+                    logits = model(src, np.array([ys[:-1]])).data[0]
+                logits[:, [PAD, BOS]] = -np.inf  # never emitted, as in decoding
+                logp = logits - logits.max(-1, keepdims=True)
+                logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+                scored.append((logp[np.arange(len(ys) - 1), ys[1:]].sum() / ((5 + len(ys) - 1) / 6) ** alpha,
+                               list(body)))
+        return max(scored)[1]
+
+    answers = {}
+    for alpha in (0.0, 1.0, 3.0):
+        answers[alpha] = model.beam_search(src, beam_width=3 ** steps, max_len=steps + 1, length_penalty=alpha)[0]
+        assert answers[alpha] == best(alpha), alpha
+    assert len(answers[3.0]) > len(answers[0.0])  # the penalty changed the answer towards a longer one
 
 
 def test_attention_maps_shapes_and_causality():

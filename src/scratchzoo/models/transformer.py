@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from scratchzoo import functional as F
-from scratchzoo.autograd import ShapeError, Tensor, no_grad
+from scratchzoo.autograd import DTypeError, ShapeError, Tensor, no_grad
 from scratchzoo.nn import (Embedding, KVCache, Linear, Module, MultiheadAttention, SinusoidalPositionalEncoding,
                            Transformer, check_token_ids, eval_mode, init)
 
@@ -188,9 +188,11 @@ class Seq2SeqTransformer(Module):
         if output_lengths is None:
             return None
         lengths = np.asarray(output_lengths)
-        if lengths.shape != (rows,) or not np.issubdtype(lengths.dtype, np.integer):
-            raise ShapeError(f"{NAME}: output_lengths must be {rows} integers (one per source row), got "
-                             f"{lengths.dtype} array of shape {lengths.shape}")
+        if lengths.shape != (rows,):
+            raise ShapeError(f"{NAME}: output_lengths must be {rows} integers (one per source row), got shape "
+                             f"{lengths.shape}")
+        if not np.issubdtype(lengths.dtype, np.integer):
+            raise DTypeError(f"{NAME}: output_lengths must be integers (token counts), got {lengths.dtype}")
         if lengths.size and (lengths.min() < 0 or lengths.max() > steps - 1):
             raise ValueError(f"{NAME}: output_lengths must lie in [0, {steps - 1}] (max_len leaves room for "
                              f"{steps - 1} tokens before eos), got [{lengths.min()}, {lengths.max()}]")

@@ -19,6 +19,12 @@ def with_cjk_fallback(sans_serif: Sequence[str], installed: set[str]) -> list[st
     return [*sans_serif, *(name for name in CJK_FONTS if name in installed and name not in sans_serif)]
 
 
+def installed_fonts() -> set[str]:
+    """The names of the fonts matplotlib can use (call after importing matplotlib)."""
+    from matplotlib import font_manager
+    return {font.name for font in font_manager.fontManager.ttflist}
+
+
 def _pyplot():
     """matplotlib.pyplot with a file-only backend and CJK font fallback, or None when matplotlib is missing."""
     try:
@@ -27,9 +33,7 @@ def _pyplot():
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import font_manager
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    plt.rcParams["font.sans-serif"] = with_cjk_fallback(plt.rcParams["font.sans-serif"], installed)
+    plt.rcParams["font.sans-serif"] = with_cjk_fallback(plt.rcParams["font.sans-serif"], installed_fonts())
     return plt
 
 

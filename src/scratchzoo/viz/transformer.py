@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from scratchzoo.nn.transformer import sinusoidal_table
-from scratchzoo.viz import _pyplot, save_figure
+from scratchzoo.viz import CJK_FONTS, _pyplot, installed_fonts, save_figure
 
 ATTENTION_FILES = {"encoder_self": ("attention_encoder.png", "encoder self-attention", "source", "source"),
                    "decoder_self": ("attention_decoder.png", "decoder self-attention (causal)", "target", "target"),
@@ -23,18 +23,10 @@ ATTENTION_FILES = {"encoder_self": ("attention_encoder.png", "encoder self-atten
                              "source")}
 
 
-def _cjk_fonts() -> list[str]:
-    """Installed fonts that can draw Chinese characters (none on a bare machine)."""
-    from matplotlib import font_manager
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return [name for name in ("Noto Sans CJK SC", "Noto Sans SC", "WenQuanYi Zen Hei", "SimHei", "AR PL UMing CN")
-            if name in installed]
-
-
-def _drawable(labels: Sequence[str], fonts: list[str]) -> list[str]:
+def _drawable(labels: Sequence[str], cjk_font_installed: bool) -> list[str]:
     """The labels themselves, or, when they hold CJK characters and no installed font can draw them, their
     code points (U+884C) instead of empty boxes."""
-    if fonts or not any(ord(ch) >= 0x2E80 for label in labels for ch in label):
+    if cjk_font_installed or not any(ord(ch) >= 0x2E80 for label in labels for ch in label):
         return list(labels)
     return [" ".join(f"U+{ord(ch):04X}" if ord(ch) >= 0x2E80 else ch for ch in label) for label in labels]
 
@@ -48,29 +40,27 @@ def plot_attention_grid(weights: np.ndarray, query_labels: Sequence[str], key_la
         return False
     layers, heads, tq, tk = weights.shape
     size = max(1.6, 0.28 * max(tq, tk))
-    fonts = _cjk_fonts()
-    query_labels, key_labels = _drawable(query_labels, fonts), _drawable(key_labels, fonts)
-    with plt.rc_context({"font.family": fonts + ["DejaVu Sans"]}):
-        figure, axes = plt.subplots(layers, heads, figsize=(size * heads + 1.0, size * layers + 0.8), squeeze=False)
-        for layer in range(layers):
-            for head in range(heads):
-                axis = axes[layer, head]
-                image = axis.imshow(weights[layer, head], cmap="viridis", vmin=0.0, vmax=1.0,
-                                    interpolation="nearest")
-                axis.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
-                # tokens label the outer panels only: the grid shares its axes, and inner labels would collide
-                axis.set_xticks(np.arange(tk))
-                axis.set_xticklabels(key_labels if layer == layers - 1 else [], fontsize=6, rotation=90)
-                axis.set_yticks(np.arange(tq))
-                axis.set_yticklabels(query_labels if head == 0 else [], fontsize=6)
-                if head == 0:
-                    axis.set_ylabel(query_axis, fontsize=7)
-                if layer == layers - 1:
-                    axis.set_xlabel(key_axis, fontsize=7)
-        figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-        figure.suptitle(title, fontsize=9)
-        figure.savefig(path, dpi=100)  # colorbar over several axes: tight_layout would warn, so save as laid out
-        plt.close(figure)
+    cjk = bool(set(CJK_FONTS) & installed_fonts())  # _pyplot put them in the fallback list already
+    query_labels, key_labels = _drawable(query_labels, cjk), _drawable(key_labels, cjk)
+    figure, axes = plt.subplots(layers, heads, figsize=(size * heads + 1.0, size * layers + 0.8), squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            axis = axes[layer, head]
+            image = axis.imshow(weights[layer, head], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+            axis.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
+            # tokens label the outer panels only: the grid shares its axes, and inner labels would collide
+            axis.set_xticks(np.arange(tk))
+            axis.set_xticklabels(key_labels if layer == layers - 1 else [], fontsize=6, rotation=90)
+            axis.set_yticks(np.arange(tq))
+            axis.set_yticklabels(query_labels if head == 0 else [], fontsize=6)
+            if head == 0:
+                axis.set_ylabel(query_axis, fontsize=7)
+            if layer == layers - 1:
+                axis.set_xlabel(key_axis, fontsize=7)
+    figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+    figure.suptitle(title, fontsize=9)
+    figure.savefig(path, dpi=100)  # colorbar over several axes: tight_layout would warn, so save as laid out
+    plt.close(figure)
     return True
 
 
@@ -87,16 +77,25 @@ def plot_attention(maps: dict[str, np.ndarray], source: Sequence[str], target_in
 
 
 def plot_positional_encoding(path: Path | str, max_len: int, d_model: int) -> bool:
-    """The table pe (max_len, d_model) the model adds to its embeddings (nn/transformer.py, sinusoidal_table):
-    pe[pos, 2i] = sin(pos / 10000^(2i/d)), pe[pos, 2i+1] = cos(...). Early columns turn fast with the position,
-    late ones slowly, so every position gets a distinct pattern."""
+    """Three views of the table pe (max_len, d_model) the model adds to its embeddings (nn/transformer.py,
+    sinusoidal_table): pe[pos, 2i] = sin(pos / 10000^(2i/d)), pe[pos, 2i+1] = cos(...).
+    Left, the table: early columns turn fast with the position, late ones slowly, so every position gets a
+    distinct pattern. Middle, a few columns along the positions: a sine/cosine pair and slower dimensions.
+    Right, pe @ pe^T: the dot product of two positions depends only on their distance (a band structure)."""
     plt = _pyplot()
     if plt is None:
         return False
     table = sinusoidal_table(max_len, d_model)
-    figure, axis = plt.subplots(figsize=(min(max(6, 0.04 * d_model), 14), 3.5))
-    image = axis.imshow(table, aspect="auto", cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
-    axis.set(xlabel="dimension (even: sin, odd: cos)", ylabel="position",
-             title=f"sinusoidal positional encoding ({max_len} positions x {d_model} dimensions)")
-    figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    image = axes[0].imshow(table, aspect="auto", cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    axes[0].set(xlabel="dimension (even: sin, odd: cos)", ylabel="position",
+                title=f"pe: {max_len} positions x {d_model} dimensions")
+    figure.colorbar(image, ax=axes[0], fraction=0.04, pad=0.01)
+    for column in sorted({min(8, d_model - 2), min(9, d_model - 1), d_model // 4, d_model // 2, 3 * d_model // 4}):
+        axes[1].plot(table[:, column], label=f"dimension {column}")
+    axes[1].set(xlabel="position", ylabel="value", title="columns of pe")
+    axes[1].legend(fontsize=7)
+    similarity = axes[2].imshow(table @ table.T, aspect="auto", cmap="viridis", interpolation="nearest")
+    axes[2].set(xlabel="position", ylabel="position", title="pe @ pe.T: depends on the distance only")
+    figure.colorbar(similarity, ax=axes[2], fraction=0.04, pad=0.01)
     return save_figure(plt, figure, path)
