@@ -2,6 +2,8 @@
 backward, float32 and float64, masks) and finite-difference gradients."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,71 @@ def test_sdpa_rejects_bad_shapes():
         F.scaled_dot_product_attention(sz.Tensor(rand(2, 3)), sz.Tensor(rand(4, 2)), sz.Tensor(rand(4, 2)))
 
 
+@pytest.mark.parametrize("mask_shape", [(3, 5, 5), (2, 2, 5, 5), (5, 4)], ids=["batch 3 for 2", "extra dim", "Tk"])
+def test_sdpa_rejects_a_mask_that_does_not_broadcast_to_the_scores(mask_shape):
+    q = sz.Tensor(rand(2, 5, 4))
+    expected = re.escape(f"scaled_dot_product_attention: attn_mask of shape {mask_shape}") + r".*\(2, 5, 5\)"
+    with pytest.raises(sz.ShapeError, match=expected):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=rand(*mask_shape))
+
+
+def test_sdpa_rejects_a_mask_requiring_grad_of_another_dtype():
+    q = sz.Tensor(rand(2, 5, 4).astype(np.float32))
+    with pytest.raises(sz.DTypeError, match="attn_mask.*float32.*float64"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=sz.Tensor(rand(5, 5), requires_grad=True))
+
+
+# ---------------------------------------------------------------------------- a float mask that learns
+# torch returns a gradient for a float attn_mask that requires grad (a learned bias such as ALiBi's or T5's):
+# the mask is added to the scores, so d(mask) = d(scores) summed over the axes it was broadcast along.
+
+MASK_SHAPES = {"(T, S)": (6, 7), "(N, 1, T, S)": (2, 1, 6, 7), "(N, H, T, S)": (2, 3, 6, 7)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", list(MASK_SHAPES))
+@pytest.mark.parametrize("hide_future", [False, True], ids=["", "-inf above the diagonal"])
+def test_sdpa_float_mask_gradient_matches_torch(dtype, shape, hide_future):
+    def ours(q, k, v, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    def theirs(q, k, v, mask):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    mask = rand(*MASK_SHAPES[shape])
+    if hide_future:  # -inf entries: no weight there, so no gradient either
+        mask = np.where(np.tril(np.ones((6, 7), dtype=bool)), mask, -np.inf)
+    assert_matches_torch(ours, theirs, [rand(2, 3, 6, 4), rand(2, 3, 7, 4), rand(2, 3, 7, 5), mask], dtype=dtype)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 1, 4), (2, 3, 4)], ids=str)
+@pytest.mark.parametrize("need_weights", [False, True], ids=["y", "y and weights"])
+def test_sdpa_float_mask_gradcheck(shape, need_weights):
+    def fn(q, k, v, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=True, need_weights=need_weights)
+    gradcheck(fn, [rand(2, 3, 5), rand(2, 4, 5), rand(2, 4, 2), rand(*shape)])
+
+
+def test_sdpa_float_mask_gradient_with_dropout_gradcheck():
+    def fn(q, k, v, mask):
+        sz.manual_seed(7)  # the same dropout mask on every call
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.3)
+    gradcheck(fn, [rand(1, 4, 3), rand(1, 6, 3), rand(1, 6, 2), rand(4, 6)])
+
+
+def test_sdpa_need_weights_computes_the_softmax_once(monkeypatch):
+    from scratchzoo.functional import attention
+    calls = []
+    real = attention._attention_weights
+    monkeypatch.setattr(attention, "_attention_weights", lambda *a: calls.append(1) or real(*a))
+    q = sz.Tensor(rand(2, 4, 3), requires_grad=True)
+    y, w = F.scaled_dot_product_attention(q, q, q, is_causal=True, need_weights=True)
+    assert len(calls) == 1
+    layer = nn.MultiheadAttention(6, 2, batch_first=True)
+    x = sz.Tensor(rand(2, 4, 6).astype(np.float32))
+    layer(x, x, x)  # need_weights=True, torch's default
+    assert len(calls) == 2
+
+
 # ============================================================================ MultiheadAttention
 
 
@@ -115,8 +182,9 @@ def randomize_(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def mha_pair(embed_dim=8, num_heads=2, batch_first=False, bias=True, masks=None, **options):
-    """(ours, torch's) MHA with torch's weights; `masks` (NumPy arrays by name) are constants on each side."""
+def mha_pair(embed_dim=8, num_heads=2, batch_first=False, bias=True, masks=None, mask_inputs=(), **options):
+    """(ours, torch's) MHA with torch's weights; `masks` (NumPy arrays by name) are constants on each side;
+    `mask_inputs` names masks that come as extra inputs after q, k, v (so that they can require grad)."""
     masks = masks or {}
     ours_module = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first)
     theirs_module = randomize_(torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first))
@@ -126,19 +194,19 @@ def mha_pair(embed_dim=8, num_heads=2, batch_first=False, bias=True, masks=None,
             super().__init__()
             self.mha = ours_module
 
-        def forward(self, q, k, v):
-            return self.mha(q, k, v, **masks, **options)
+        def forward(self, q, k, v, *extra):
+            return self.mha(q, k, v, **masks, **dict(zip(mask_inputs, extra)), **options)
 
     class Theirs(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.mha = theirs_module
 
-        def forward(self, q, k, v):
+        def forward(self, q, k, v, *extra):
             dtype = q.dtype
             converted = {name: torch.from_numpy(m) if m.dtype == np.bool_ else torch.from_numpy(m).to(dtype)
                          for name, m in masks.items()}
-            return self.mha(q, k, v, **converted, **options)
+            return self.mha(q, k, v, **converted, **dict(zip(mask_inputs, extra)), **options)
     return Ours(), Theirs()
 
 
@@ -206,6 +274,38 @@ def test_mha_gradcheck():
     def fn(q, kv):
         return layer(q, kv, kv, key_padding_mask=mask)
     gradcheck(fn, [rand(2, 2, 4), rand(2, 3, 4)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["attn_mask (L, S)", "attn_mask (N * H, L, S)", "key_padding_mask",
+                                  "both, no weights"])
+def test_mha_float_mask_gradient_matches_torch(dtype, case):
+    """torch's MultiheadAttention passes a gradient to a float mask that requires grad; so does ours."""
+    names = {"attn_mask (L, S)": ["attn_mask"], "attn_mask (N * H, L, S)": ["attn_mask"],
+             "key_padding_mask": ["key_padding_mask"], "both, no weights": ["attn_mask", "key_padding_mask"]}[case]
+    shapes = {"attn_mask": (2 * 2, 5, 6) if "N * H" in case else (5, 6), "key_padding_mask": (2, 6)}
+    options = {"need_weights": False} if "no weights" in case else {}
+    ours, theirs = mha_pair(mask_inputs=names, **options)
+    inputs = [rand(5, 2, 8), rand(6, 2, 8), rand(6, 2, 8)] + [rand(*shapes[name]) for name in names]
+    assert_matches_torch(ours, theirs, inputs, dtype=dtype)
+
+
+def test_mha_float_mask_gradcheck():
+    layer = nn.MultiheadAttention(4, 2, batch_first=True).double()
+
+    def fn(x, mask, padding):
+        return layer(x, x, x, attn_mask=mask, key_padding_mask=padding)
+    gradcheck(fn, [rand(2, 3, 4), rand(3, 3), rand(2, 3)])
+
+
+def test_mha_rejects_mixed_batched_and_unbatched_inputs():
+    layer = nn.MultiheadAttention(8, 2)
+    query, key = sz.Tensor(rand(5, 8).astype(np.float32)), sz.Tensor(rand(3, 2, 8).astype(np.float32))
+    message = r"MultiheadAttention\(embed_dim=8, num_heads=2.*query \(5, 8\), key \(3, 2, 8\)"
+    with pytest.raises(sz.ShapeError, match=message):
+        layer(query, key, key)
+    with pytest.raises(sz.ShapeError, match=r"MultiheadAttention\(embed_dim=8.*query \(3, 2, 8\), key \(5, 8\)"):
+        layer(key, query, query)
 
 
 def test_mha_rejects_bad_masks():

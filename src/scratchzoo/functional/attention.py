@@ -37,59 +37,81 @@ def _attention_weights(q: np.ndarray, k: np.ndarray, allowed: np.ndarray | None,
 
 
 class _AttentionBase(Function):
-    """The part both ops share: the weights forward, and the softmax + score backward.
+    """The part both ops share: the state backward needs, and the softmax + score backward.
 
-    From dL/dw: ds = w * (dw - sum_j dw_j w_j)  (softmax; zero where w is zero, masked or not),
+    The weights w = softmax(s) of the scores s = q k^T * scale + mask come in ready-made (computed once by
+    `scaled_dot_product_attention`, even when both ops use them). From dL/dw:
+    ds = w * (dw - sum_j dw_j w_j)  (softmax; zero where w is zero, masked or not),
+    d(mask) = ds summed over the axes the float mask was broadcast along (it is added to the scores),
     dq = ds k * scale,  dk = ds^T q * scale.
     """
 
-    def _weights(self, q, k, allowed, additive, scale):
-        self.q, self.k, self.scale = q, k, scale
-        self.w = _attention_weights(q, k, allowed, additive, scale)
-        return self.w
+    mask_input: int  # where the optional float mask sits among the op's tensor inputs
+
+    def _keep(self, q, k, mask, weights, scale):
+        self.q, self.k, self.w, self.scale = q, k, weights, scale
+        self.mask_shape = None if mask is None else mask.shape  # the mask's values are not needed
 
     def _score_grads(self, grad_w):
         w = self.w
         ds = w * (grad_w - (grad_w * w).sum(axis=-1, keepdims=True))
-        ds *= ds.dtype.type(self.scale)
+        grad_mask = None
+        if self.mask_shape is not None and self.needs_input_grad[self.mask_input]:
+            grad_mask = unbroadcast(ds, self.mask_shape)
+            ds = ds * ds.dtype.type(self.scale)  # not in place: grad_mask may be ds itself
+        else:
+            ds *= ds.dtype.type(self.scale)
         grad_q = unbroadcast(ds @ self.k, self.q.shape) if self.needs_input_grad[0] else None
         grad_k = unbroadcast(_swap(ds) @ self.q, self.k.shape) if self.needs_input_grad[1] else None
-        return grad_q, grad_k
+        return grad_q, grad_k, grad_mask
 
 
 class ScaledDotProductAttention(_AttentionBase):
     """y = dropout(w) v with w = softmax(q k^T / sqrt(d) + mask), fused into one graph node.
 
+    Inputs q, k, v and, when there is one, the float mask (a tensor that may require grad).
     Backward (w' = dropout(w) = w * m):  dv = w'^T dy,  dw' = dy v^T,  dw = dw' * m,
-    then the shared softmax/score backward gives dq and dk.
+    then the shared softmax/score backward gives dq, dk and d(mask).
     """
 
-    def forward(self, q, k, v, allowed=None, additive=None, scale=1.0, dropout_p=0.0):
-        w = self._weights(q, k, allowed, additive, scale)
-        self.v_shape, self.drop_mask = v.shape, None
+    mask_input = 3
+
+    def forward(self, q, k, v, mask=None, *, weights, scale, dropout_p=0.0):
+        self._keep(q, k, mask, weights, scale)
+        self.v, self.drop_mask = v, None
         if dropout_p > 0.0:
-            keep = generator().random(w.shape) >= dropout_p
-            self.drop_mask = keep.astype(w.dtype) * w.dtype.type(1.0 / (1.0 - dropout_p))
-            w = w * self.drop_mask
-        self.w_used, self.v = w, v
-        return w @ v
+            keep = generator().random(weights.shape) >= dropout_p
+            self.drop_mask = keep.astype(weights.dtype) * weights.dtype.type(1.0 / (1.0 - dropout_p))
+            return (weights * self.drop_mask) @ v
+        return weights @ v
 
     def backward(self, grad):
-        grad_v = unbroadcast(_swap(self.w_used) @ grad, self.v_shape) if self.needs_input_grad[2] else None
-        if not (self.needs_input_grad[0] or self.needs_input_grad[1]):
-            return None, None, grad_v
+        wants = self.needs_input_grad
+        if wants[2]:
+            w_used = self.w if self.drop_mask is None else self.w * self.drop_mask  # w' again, not kept
+            grad_v = unbroadcast(_swap(w_used) @ grad, self.v.shape)
+        else:
+            grad_v = None
+        if not any(wants[:2] + wants[3:]):  # neither q, k nor a mask wants the score gradient
+            return None, None, grad_v, None
         grad_w = grad @ _swap(self.v)  # dw' = dy v^T
         if self.drop_mask is not None:
             grad_w = grad_w * self.drop_mask
-        grad_q, grad_k = self._score_grads(grad_w)
-        return grad_q, grad_k, grad_v
+        grad_q, grad_k, grad_mask = self._score_grads(grad_w)
+        return grad_q, grad_k, grad_v, grad_mask
 
 
 class AttentionWeights(_AttentionBase):
-    """w = softmax(q k^T / sqrt(d) + mask), the weights alone (for need_weights and visualisation)."""
+    """w = softmax(q k^T / sqrt(d) + mask), the weights alone (for need_weights and visualisation).
 
-    def forward(self, q, k, allowed=None, additive=None, scale=1.0):
-        return self._weights(q, k, allowed, additive, scale)
+    Inputs q, k and, when there is one, the float mask; the weights come in computed (shared with the
+    ScaledDotProductAttention node of the same call), this node adds their backward to the graph."""
+
+    mask_input = 2
+
+    def forward(self, q, k, mask=None, *, weights, scale):
+        self._keep(q, k, mask, weights, scale)
+        return weights
 
     def backward(self, grad):
         return self._score_grads(grad)
@@ -101,24 +123,36 @@ def causal_mask(tq: int, tk: int, past: int = 0) -> np.ndarray:
     return np.tril(np.ones((tq, tk), dtype=bool), k=past)
 
 
-def _masks(attn_mask: Any, is_causal: bool, tq: int, tk: int, dtype: np.dtype) -> tuple[Any, Any]:
-    """(allowed bool array or None, additive float array or None) from torch's SDPA conventions."""
+def _masks(attn_mask: Any, is_causal: bool, scores_shape: tuple[int, ...],
+           dtype: np.dtype) -> tuple[np.ndarray | None, Tensor | None]:
+    """(allowed: bool array or None, additive: float mask Tensor or None) from torch's SDPA conventions.
+
+    A float mask that is a Tensor requiring grad stays that Tensor (the op returns its gradient, as
+    torch does); any other float mask becomes a constant of the scores' dtype. Bool masks are constants.
+    """
     allowed, additive = None, None
     if attn_mask is not None:
         mask = np.asarray(attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask)
         if mask.dtype == np.bool_:
             allowed = mask
+        elif isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+            if mask.dtype != dtype:
+                raise DTypeError(f"scaled_dot_product_attention: attn_mask that requires grad must have the "
+                                 f"dtype of q, {dtype}, got {mask.dtype}")
+            additive = attn_mask
         elif mask.dtype.kind == "f":
-            additive = mask.astype(dtype, copy=False)
+            additive = Tensor(mask.astype(dtype, copy=False))
         else:
             raise DTypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, got {mask.dtype}")
         try:
-            np.broadcast_shapes(mask.shape[-2:], (tq, tk))
+            fits = mask.ndim <= len(scores_shape) and np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
         except ValueError:
+            fits = False
+        if not fits:
             raise ShapeError(f"scaled_dot_product_attention: attn_mask of shape {mask.shape} does not broadcast "
-                             f"to scores of shape (..., {tq}, {tk})") from None
+                             f"to the scores' shape {scores_shape} (batch..., Tq, Tk)")
     if is_causal:
-        causal = causal_mask(tq, tk)
+        causal = causal_mask(*scores_shape[-2:])
         allowed = causal if allowed is None else (allowed & causal)
     return allowed, additive
 
@@ -128,9 +162,10 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any
                                  scale: float | None = None) -> Any:
     """softmax(q k^T / sqrt(d_k) + mask) v, one fused op; `(y, weights)` when need_weights.
 
-    attn_mask: bool (True = may attend) or float (added to the scores), broadcasting to (..., Tq, Tk).
-    is_causal: query i attends to keys 0..i only. dropout_p: dropout on the weights (pass 0 in eval).
-    The weights returned are before dropout (the attention distribution itself).
+    attn_mask: bool (True = may attend) or float (added to the scores; a Tensor that requires grad gets
+    its gradient), broadcasting to the scores (..., Tq, Tk). is_causal: query i attends to keys 0..i only.
+    dropout_p: dropout on the weights (pass 0 in eval). The weights returned are before dropout (the
+    attention distribution itself); they are computed once and shared by both outputs.
     """
     q, k, v = as_tensor(q), as_tensor(k), as_tensor(v)
     for name, t in (("k", k), ("v", v)):
@@ -138,15 +173,21 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Any
             raise DTypeError(f"scaled_dot_product_attention: q is {q.dtype} but {name} is {t.dtype}")
     if q.dtype.kind != "f":
         raise DTypeError(f"scaled_dot_product_attention: needs floating-point tensors, got {q.dtype}")
-    if q.ndim < 2 or k.ndim < 2 or v.ndim < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+    try:
+        if q.ndim < 2 or k.ndim < 2 or v.ndim < 2 or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+            raise ValueError
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+        np.broadcast_shapes(batch, v.shape[:-2])
+    except ValueError:
         raise ShapeError(f"scaled_dot_product_attention: expected q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv), "
-                         f"got q {q.shape}, k {k.shape}, v {v.shape}")
+                         f"got q {q.shape}, k {k.shape}, v {v.shape}") from None
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"scaled_dot_product_attention: dropout_p must lie in [0, 1), got {dropout_p}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    allowed, additive = _masks(attn_mask, is_causal, q.shape[-2], k.shape[-2], q.dtype)
-    y = ScaledDotProductAttention.apply(q, k, v, allowed=allowed, additive=additive, scale=scale,
-                                        dropout_p=dropout_p)
+    allowed, additive = _masks(attn_mask, is_causal, batch + (q.shape[-2], k.shape[-2]), q.dtype)
+    masks = () if additive is None else (additive,)
+    weights = _attention_weights(q.data, k.data, allowed, None if additive is None else additive.data, scale)
+    y = ScaledDotProductAttention.apply(q, k, v, *masks, weights=weights, scale=scale, dropout_p=dropout_p)
     if not need_weights:
         return y
-    return y, AttentionWeights.apply(q, k, allowed=allowed, additive=additive, scale=scale)
+    return y, AttentionWeights.apply(q, k, *masks, weights=weights, scale=scale)

@@ -22,27 +22,14 @@ from scratchzoo.nn.layers import Linear
 from scratchzoo.nn.module import Module, Parameter, check_input
 
 
-def _mask_array(mask: Any, name: str) -> np.ndarray:
-    array = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
-    if array.dtype != np.bool_ and array.dtype.kind != "f":
-        raise DTypeError(f"MultiheadAttention: {name} must be bool or float, got {array.dtype}")
-    return array
-
-
-def _additive(mask: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """MHA's convention: bool True = may NOT attend (-> -inf); a float mask is added as it is."""
-    if mask.dtype == np.bool_:
-        return np.where(mask, dtype.type(-np.inf), dtype.type(0))
-    return mask.astype(dtype, copy=False)
-
-
 class MultiheadAttention(Module):
     """Attention with num_heads heads of size embed_dim // num_heads, as torch.nn.MultiheadAttention.
 
     Parameters: in_proj_weight (3E, E) (query, key and value projections stacked), in_proj_bias (3E,),
     out_proj (Linear E -> E). Inputs (L, N, E) or (N, L, E) with batch_first, or unbatched (L, E).
-    Masks: attn_mask (L, S) or (N * num_heads, L, S), key_padding_mask (N, S); bool True means
-    "may not attend", a float mask is added to the scores.
+    Masks: attn_mask (L, S) or (N * num_heads, L, S), key_padding_mask (N, S) ((S,) unbatched); bool True
+    means "may not attend", a float mask is added to the scores (a Tensor that requires grad gets its
+    gradient, as in torch).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -71,8 +58,23 @@ class MultiheadAttention(Module):
         n, length, _ = x.shape  # (N, L, E) -> (N, H, L, d_head)
         return F.permute(F.reshape(x, (n, length, self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
+    def _additive(self, mask: Any, name: str, dtype: np.dtype) -> Tensor:
+        """MHA's convention as a mask added to the scores: bool True = may NOT attend (-> -inf); a float mask
+        as it is (a constant of the input's dtype, or the Tensor itself when it requires grad)."""
+        if isinstance(mask, Tensor) and mask.requires_grad:
+            if mask.dtype != dtype:
+                raise DTypeError(f"{self.describe()}: {name} that requires grad must have the input's dtype "
+                                 f"{dtype}, got {mask.dtype}")
+            return mask
+        array = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+        if array.dtype == np.bool_:
+            return Tensor(np.where(array, dtype.type(-np.inf), dtype.type(0)))
+        if array.dtype.kind != "f":
+            raise DTypeError(f"{self.describe()}: {name} must be bool or float, got {array.dtype}")
+        return Tensor(array.astype(dtype, copy=False))
+
     def _mask(self, attn_mask: Any, key_padding_mask: Any, is_causal: bool, n: int, tq: int, tk: int,
-              dtype: np.dtype, past: int = 0) -> np.ndarray | None:
+              dtype: np.dtype, past: int = 0, unbatched: bool = False) -> Tensor | None:
         """One additive mask broadcasting to the scores (N, H, L, S), or None.
 
         The causal mask lets query i (position past + i, after `past` cached positions) see keys 0..past + i.
@@ -81,19 +83,20 @@ class MultiheadAttention(Module):
         if attn_mask is None and is_causal:
             attn_mask = ~F.causal_mask(tq, tk, past)
         if attn_mask is not None:
-            mask = _mask_array(attn_mask, "attn_mask")
+            mask = self._additive(attn_mask, "attn_mask", dtype)
             if mask.shape == (tq, tk):
-                total = _additive(mask, dtype)
+                total = mask
             elif mask.shape == (n * self.num_heads, tq, tk):
-                total = _additive(mask, dtype).reshape(n, self.num_heads, tq, tk)
+                total = F.reshape(mask, (n, self.num_heads, tq, tk))
             else:
                 raise ShapeError(f"{self.describe()}: attn_mask must have shape ({tq}, {tk}) or "
                                  f"({n * self.num_heads}, {tq}, {tk}), got {mask.shape}")
         if key_padding_mask is not None:
-            mask = _mask_array(key_padding_mask, "key_padding_mask")
-            if mask.shape != (n, tk):
-                raise ShapeError(f"{self.describe()}: key_padding_mask must have shape ({n}, {tk}), got {mask.shape}")
-            padding = _additive(mask, dtype).reshape(n, 1, 1, tk)
+            mask = self._additive(key_padding_mask, "key_padding_mask", dtype)
+            expected = (tk,) if unbatched else (n, tk)
+            if mask.shape != expected:
+                raise ShapeError(f"{self.describe()}: key_padding_mask must have shape {expected}, got {mask.shape}")
+            padding = F.reshape(mask, (n, 1, 1, tk))
             total = padding if total is None else total + padding
         return total
 
@@ -124,11 +127,12 @@ class MultiheadAttention(Module):
         """
         for x in (query, key, value):
             check_input(self, x, last_dim=self.embed_dim, ndims=(2, 3))
+        if not query.ndim == key.ndim == value.ndim:
+            raise ShapeError(f"{self.describe()}: query, key and value must be all batched (3-D) or all unbatched "
+                             f"(2-D), got query {query.shape}, key {key.shape}, value {value.shape}")
         unbatched = query.ndim == 2
         if unbatched:  # (L, E) -> (1, L, E)
             query, key, value = (F.unsqueeze(x, 0) for x in (query, key, value))
-            if key_padding_mask is not None:
-                key_padding_mask = _mask_array(key_padding_mask, "key_padding_mask")[None]
         elif not self.batch_first:  # (L, N, E) -> (N, L, E)
             query, key, value = (F.transpose(x, 0, 1) for x in (query, key, value))
         n, tq = query.shape[0], query.shape[1]
@@ -138,7 +142,7 @@ class MultiheadAttention(Module):
 
         q = self._split_heads(self._project(query, 0))  # (N, H, L, d_head)
         k, v, past = self._keys_values(key, value, cache, cache_slot, static_kv)  # (N, H, S, d_head)
-        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, k.shape[2], query.dtype, past)
+        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, k.shape[2], query.dtype, past, unbatched)
         dropout_p = self.dropout if self.training else 0.0
         heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                need_weights=need_weights)  # (N, H, L, d_head)

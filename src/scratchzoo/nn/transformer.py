@@ -43,7 +43,26 @@ def sinusoidal_table(max_len: int, d_model: int) -> np.ndarray:
     return pe
 
 
-class SinusoidalPositionalEncoding(Module):
+class _PositionTable(Module):
+    """What both positional modules share: y = dropout(x + table[start : start + T]) in either layout.
+    A subclass sets d_model, max_len, batch_first and dropout, and gives `_rows`: rows start..start+T-1."""
+
+    def _rows(self, start: int, length: int, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        check_input(self, x, last_dim=self.d_model)  # floating point; a learned table's dtype as well
+        length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
+        if start < 0 or start + length > self.max_len:
+            raise ShapeError(f"{self.describe()}: positions {start}..{start + length - 1} exceed "
+                             f"max_len {self.max_len}")
+        pe = self._rows(start, length, x)  # (T, d)
+        if not self.batch_first and x.ndim == 3:
+            pe = F.unsqueeze(pe, 1)  # (T, 1, d): the same positions for every sequence of the batch
+        return self.dropout(F.add(x, pe))
+
+
+class SinusoidalPositionalEncoding(_PositionTable):
     """y = dropout(x + pe[start : start + T]), pe a fixed table (a non-persistent buffer: rebuilt, never saved).
 
     x is (N, T, d_model) with batch_first (the default), (T, N, d_model) without, or (T, d_model);
@@ -57,22 +76,14 @@ class SinusoidalPositionalEncoding(Module):
         self.register_buffer("pe", Tensor(sinusoidal_table(max_len, d_model)), persistent=False)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        check_input(self, x, last_dim=self.d_model, dtype=None)
-        length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
-        if start < 0 or start + length > self.max_len:
-            raise ShapeError(f"{self.describe()}: positions {start}..{start + length - 1} exceed "
-                             f"max_len {self.max_len}")
-        pe = self.pe.data[start:start + length].astype(x.dtype, copy=False)  # a constant: no gradient to the table
-        if not self.batch_first and x.ndim == 3:
-            pe = pe[:, None, :]  # (T, 1, d): the same positions for every sequence of the batch
-        return self.dropout(F.add(x, pe))
+    def _rows(self, start: int, length: int, x: Tensor) -> Tensor:
+        return Tensor(self.pe.data[start:start + length].astype(x.dtype, copy=False))  # a constant: no gradient
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, max_len={self.max_len}, batch_first={self.batch_first}"
 
 
-class LearnedPositionalEmbedding(Module):
+class LearnedPositionalEmbedding(_PositionTable):
     """y = dropout(x + weight[start : start + T]), weight (max_len, d_model) learned (BERT/GPT-2 style, init
     N(0, 0.02^2)); `start` is the position of x's first step (nonzero when decoding one step at a time)."""
 
@@ -83,16 +94,8 @@ class LearnedPositionalEmbedding(Module):
         self.weight = init.normal_(Parameter(np.empty((max_len, d_model), dtype=np.float32)), std=std)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        check_input(self, x, last_dim=self.d_model)
-        length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
-        if start < 0 or start + length > self.max_len:
-            raise ShapeError(f"{self.describe()}: positions {start}..{start + length - 1} exceed "
-                             f"max_len {self.max_len}")
-        pe = F.index(self.weight, slice(start, start + length))  # (T, d): rows for positions start..start+T-1
-        if not self.batch_first and x.ndim == 3:
-            pe = F.unsqueeze(pe, 1)
-        return self.dropout(F.add(x, pe))
+    def _rows(self, start: int, length: int, x: Tensor) -> Tensor:
+        return F.index(self.weight, slice(start, start + length))  # each used row gets its positions' gradient
 
     def extra_repr(self) -> str:
         return f"max_len={self.max_len}, d_model={self.d_model}, batch_first={self.batch_first}"
@@ -101,14 +104,14 @@ class LearnedPositionalEmbedding(Module):
 # ============================================================================ layers
 
 
-def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+def _activation(layer: str, activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     if callable(activation):
         return activation
     if activation == "relu":
         return F.relu
     if activation == "gelu":
         return F.gelu
-    raise ValueError(f"activation must be 'relu', 'gelu' or a callable, got {activation!r}")
+    raise ValueError(f"{layer}: activation must be 'relu', 'gelu' or a callable, got {activation!r}")
 
 
 class _FeedForwardBlocks(Module):
@@ -123,7 +126,7 @@ class _FeedForwardBlocks(Module):
             setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
             setattr(self, f"dropout{i}", Dropout(dropout))
         self.activation_name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
-        self.activation = _activation(activation)
+        self.activation = _activation(type(self).__name__, activation)
         self.norm_first, self.d_model = norm_first, d_model
 
     def _residual(self, x: Tensor, norm: LayerNorm, block: Callable[[Tensor], Tensor]) -> Tensor:
@@ -134,6 +137,9 @@ class _FeedForwardBlocks(Module):
 
     def _ff_block(self, x: Tensor, out_dropout: Dropout) -> Tensor:
         return out_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation_name}, norm_first={self.norm_first}"
 
 
 class TransformerEncoderLayer(_FeedForwardBlocks):
@@ -155,9 +161,6 @@ class TransformerEncoderLayer(_FeedForwardBlocks):
                 is_causal: bool = False) -> Tensor:
         x = self._residual(src, self.norm1, lambda h: self._sa_block(h, src_mask, src_key_padding_mask, is_causal))
         return self._residual(x, self.norm2, lambda h: self._ff_block(h, self.dropout2))
-
-    def extra_repr(self) -> str:
-        return f"activation={self.activation_name}, norm_first={self.norm_first}"
 
 
 class TransformerDecoderLayer(_FeedForwardBlocks):
@@ -193,38 +196,42 @@ class TransformerDecoderLayer(_FeedForwardBlocks):
         x = self._residual(x, self.norm2, cross_block)
         return self._residual(x, self.norm3, lambda h: self._ff_block(h, self.dropout3))
 
-    def extra_repr(self) -> str:
-        return f"activation={self.activation_name}, norm_first={self.norm_first}"
-
 
 # ============================================================================ stacks
 
 
-class TransformerEncoder(Module):
+class _LayerStack(Module):
+    """What both stacks share: num_layers deep copies of one layer (independent weights), then an optional norm."""
+
+    def __init__(self, layer: Module, num_layers: int, norm: Module | None):
+        super().__init__()
+        self.layers = ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.num_layers = num_layers
+        self.norm = norm
+
+    def _final_norm(self, x: Tensor) -> Tensor:
+        return x if self.norm is None else self.norm(x)
+
+
+class TransformerEncoder(_LayerStack):
     """num_layers copies of `encoder_layer` (independent weights), then an optional final norm."""
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None):
-        super().__init__()
-        self.layers = ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
-        self.num_layers = num_layers
-        self.norm = norm
+        super().__init__(encoder_layer, num_layers, norm)
 
     def forward(self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None,
                 is_causal: bool | None = None) -> Tensor:
         x = src
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
-        return x if self.norm is None else self.norm(x)
+        return self._final_norm(x)
 
 
-class TransformerDecoder(Module):
+class TransformerDecoder(_LayerStack):
     """num_layers copies of `decoder_layer`, each attending to the same `memory`, then an optional norm."""
 
     def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: Module | None = None):
-        super().__init__()
-        self.layers = ModuleList(copy.deepcopy(decoder_layer) for _ in range(num_layers))
-        self.num_layers = num_layers
-        self.norm = norm
+        super().__init__(decoder_layer, num_layers, norm)
 
     def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Any = None, memory_mask: Any = None,
                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None,
@@ -237,7 +244,7 @@ class TransformerDecoder(Module):
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask, tgt_key_padding_mask=tgt_key_padding_mask,
                       memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=bool(tgt_is_causal),
                       memory_is_causal=memory_is_causal, cache=cache, cache_slot=f"layer{i}")
-        return x if self.norm is None else self.norm(x)
+        return self._final_norm(x)
 
 
 class Transformer(Module):
@@ -267,11 +274,26 @@ class Transformer(Module):
                 src_key_padding_mask: Any = None, tgt_key_padding_mask: Any = None,
                 memory_key_padding_mask: Any = None, src_is_causal: bool | None = None,
                 tgt_is_causal: bool | None = None, memory_is_causal: bool = False) -> Tensor:
+        self._check_src_tgt(src, tgt)
         memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal)
         return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                             tgt_key_padding_mask=tgt_key_padding_mask,
                             memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
                             memory_is_causal=memory_is_causal)
+
+    def _check_src_tgt(self, src: Tensor, tgt: Tensor) -> None:
+        """As torch: src and tgt share the batch size and are both d_model wide (checked here, since an inner
+        attention layer would report a mismatch naming neither)."""
+        ok = src.ndim == tgt.ndim in (2, 3) and src.shape[-1] == tgt.shape[-1] == self.d_model
+        if ok and src.ndim == 3:
+            n = 0 if self.batch_first else 1  # the batch axis
+            ok = src.shape[n] == tgt.shape[n]
+        if not ok:
+            d = self.d_model
+            layout = f"(N, S, {d}) and tgt (N, T, {d})" if self.batch_first else f"(S, N, {d}) and tgt (T, N, {d})"
+            raise ShapeError(f"{type(self).__name__} expected src {layout} with the same N "
+                             f"(batch_first={self.batch_first}), or unbatched src (S, {d}) and tgt (T, {d}); "
+                             f"got src shape {src.shape} and tgt shape {tgt.shape}")
 
     @staticmethod
     def generate_square_subsequent_mask(sz: int, dtype: Any = np.float32) -> Tensor:
