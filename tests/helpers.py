@@ -48,6 +48,15 @@ def rand(*shape: Any, seed: int | None = None) -> np.ndarray:
     return np.asarray(rng.standard_normal(shape), dtype=np.float64)
 
 
+def randomize_(module: torch.nn.Module, scale: float = 1.0) -> torch.nn.Module:
+    """Fill every parameter of a torch module with `scale * rand(...)`, in place: torch's default ones (LayerNorm)
+    and zeros (biases) could hide a wrong gradient in the module compared against it."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.from_numpy(rand(tuple(p.shape))) * scale)
+    return module
+
+
 # ============================================================================ comparing arrays
 
 

@@ -17,7 +17,7 @@ import scratchzoo.optim  # noqa: F401  (sz.optim)
 from scratchzoo import nn
 from scratchzoo.models.transformer import Seq2SeqConfig, Seq2SeqTransformer
 
-from helpers import assert_close, assert_matches_torch, rand
+from helpers import assert_close, assert_matches_torch, randomize_
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -60,13 +60,6 @@ class TorchSeq2Seq(torch.nn.Module):
         return self.generator(h)
 
 
-def randomize_(module: torch.nn.Module, scale: float = 0.3) -> torch.nn.Module:
-    """Random values everywhere (LayerNorm's ones, zero biases could hide a wrong gradient)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.from_numpy(rand(tuple(p.shape))) * scale)
-    return module
-
 
 # a padded batch: source lengths 7, 4, 6; target rows [bos, y.., eos, pad..]
 SRC = np.array([[3, 4, 5, 6, 7, 8, 9], [5, 3, 10, 4, 0, 0, 0], [9, 8, 7, 6, 5, 4, 0]])
@@ -100,7 +93,7 @@ class TorchLossOf(torch.nn.Module):
 @pytest.mark.parametrize("norm_first,tie", [(True, True), (False, False)])
 def test_forward_and_backward_match_torch(dtype, norm_first, tie):
     config = small_config(norm_first=norm_first, tie_embeddings=tie)
-    ours, theirs = Seq2SeqTransformer(config), randomize_(TorchSeq2Seq(config))
+    ours, theirs = Seq2SeqTransformer(config), randomize_(TorchSeq2Seq(config), scale=0.3)
     assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
     assert_matches_torch(ours, theirs, [SRC, TGT[:, :-1]], dtype=dtype)
 
@@ -123,7 +116,7 @@ def test_embeddings_start_with_std_one_over_sqrt_d_model():
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_loss_is_teacher_forcing_with_label_smoothing_as_torch(label_smoothing):
     config = small_config(norm_first=False)
-    model, reference = Seq2SeqTransformer(config), randomize_(TorchSeq2Seq(config))
+    model, reference = Seq2SeqTransformer(config), randomize_(TorchSeq2Seq(config), scale=0.3)
     assert_matches_torch(LossOf(model, label_smoothing), TorchLossOf(reference, label_smoothing), [SRC, TGT],
                          dtype=np.float64)
     # the same number as torch's cross_entropy on our own logits of tgt[:, :-1] against tgt[:, 1:]
@@ -299,7 +292,7 @@ def test_output_lengths_fix_how_many_tokens_each_row_emits(decoder_model):
 
 
 def test_output_lengths_are_checked(decoder_model):
-    with pytest.raises(sz.ShapeError, match=r"output_lengths must be 8 integers \(one per source row\), got shape \(2,\)"):
+    with pytest.raises(sz.ShapeError, match=r"output_lengths must be 8 integers \(one per source row\), got shape"):
         decoder_model.greedy_decode(SRC_DECODE, output_lengths=[3, 4])
     with pytest.raises(sz.DTypeError, match="output_lengths must be integers .token counts., got float64"):
         decoder_model.greedy_decode(SRC_DECODE, output_lengths=np.full(8, 2.0))

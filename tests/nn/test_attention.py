@@ -12,7 +12,7 @@ import scratchzoo as sz
 from scratchzoo import functional as F
 from scratchzoo import nn
 
-from helpers import assert_matches_torch, gradcheck, rand
+from helpers import assert_matches_torch, gradcheck, rand, randomize_
 
 DTYPES = [np.float32, np.float64]
 
@@ -174,20 +174,14 @@ def test_sdpa_need_weights_computes_the_softmax_once(monkeypatch):
 # ============================================================================ MultiheadAttention
 
 
-def randomize_(module: torch.nn.Module) -> torch.nn.Module:
-    """Random values in every parameter (torch's zero biases could hide a wrong bias gradient)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.from_numpy(rand(tuple(p.shape))) * 0.5)
-    return module
-
 
 def mha_pair(embed_dim=8, num_heads=2, batch_first=False, bias=True, masks=None, mask_inputs=(), **options):
     """(ours, torch's) MHA with torch's weights; `masks` (NumPy arrays by name) are constants on each side;
     `mask_inputs` names masks that come as extra inputs after q, k, v (so that they can require grad)."""
     masks = masks or {}
     ours_module = nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first)
-    theirs_module = randomize_(torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first))
+    theirs_module = randomize_(torch.nn.MultiheadAttention(embed_dim, num_heads, bias=bias, batch_first=batch_first),
+                               scale=0.5)
 
     class Ours(nn.Module):
         def __init__(self):

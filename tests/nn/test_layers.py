@@ -12,18 +12,11 @@ import scratchzoo as sz
 from scratchzoo import nn
 from scratchzoo.autograd import DTypeError, ShapeError
 
-from helpers import assert_matches_torch, gradcheck, rand
+from helpers import assert_matches_torch, gradcheck, rand, randomize_
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["float32", "float64"]
 
-
-def randomize_(module: torch.nn.Module) -> torch.nn.Module:
-    """Random values in every parameter (so ones/zeros defaults cannot hide a wrong gradient)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.from_numpy(rand(tuple(p.shape))))
-    return module
 
 
 def ids(*shape: int, high: int = 10, seed: int = 0) -> np.ndarray:

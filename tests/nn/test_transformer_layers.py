@@ -9,17 +9,10 @@ import torch
 import scratchzoo as sz
 from scratchzoo import nn
 
-from helpers import assert_matches_torch, gradcheck, rand
+from helpers import assert_matches_torch, gradcheck, rand, randomize_
 
 DTYPES = [np.float32, np.float64]
 
-
-def randomize_(module: torch.nn.Module) -> torch.nn.Module:
-    """Random parameters (LayerNorm's ones and zeros, MHA's zero biases could hide a wrong gradient)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.from_numpy(rand(tuple(p.shape))) * 0.3)
-    return module
 
 
 def causal_mask(t, kind="bool"):
@@ -63,7 +56,8 @@ def test_encoder_layer_matches_torch(dtype, norm_first, activation, batch_first)
     args = dict(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, activation=activation,
                 batch_first=batch_first, norm_first=norm_first)
     masks = {"src_mask": causal_mask(5), "src_key_padding_mask": padding_mask([5, 3], 5)}
-    ours, theirs = wrap(nn.TransformerEncoderLayer(**args), randomize_(torch.nn.TransformerEncoderLayer(**args)), masks)
+    theirs = randomize_(torch.nn.TransformerEncoderLayer(**args), scale=0.3)
+    ours, theirs = wrap(nn.TransformerEncoderLayer(**args), theirs, masks)
     x = rand(2, 5, 8) if batch_first else rand(5, 2, 8)
     assert_matches_torch(ours, theirs, [x], dtype=dtype)
 
@@ -76,7 +70,8 @@ def test_decoder_layer_matches_torch(dtype, norm_first, activation, batch_first)
     masks = {"tgt_mask": causal_mask(4, "float"),  # float masks here, bool in the encoder test
              "tgt_key_padding_mask": np.where(padding_mask([4, 2], 4), -np.inf, 0.0),
              "memory_key_padding_mask": padding_mask([6, 5], 6)}
-    ours, theirs = wrap(nn.TransformerDecoderLayer(**args), randomize_(torch.nn.TransformerDecoderLayer(**args)), masks)
+    theirs = randomize_(torch.nn.TransformerDecoderLayer(**args), scale=0.3)
+    ours, theirs = wrap(nn.TransformerDecoderLayer(**args), theirs, masks)
     tgt, memory = (rand(2, 4, 8), rand(2, 6, 8)) if batch_first else (rand(4, 2, 8), rand(6, 2, 8))
     assert_matches_torch(ours, theirs, [tgt, memory], dtype=dtype)
 
@@ -84,11 +79,12 @@ def test_decoder_layer_matches_torch(dtype, norm_first, activation, batch_first)
 def test_layers_in_eval_mode_with_dropout_match_torch():
     args = dict(d_model=8, nhead=4, dim_feedforward=12, dropout=0.3, batch_first=True)
     ours, theirs = wrap(nn.TransformerDecoderLayer(**args).eval(),
-                        randomize_(torch.nn.TransformerDecoderLayer(**args)).eval(), {"tgt_mask": causal_mask(4)})
+                        randomize_(torch.nn.TransformerDecoderLayer(**args), scale=0.3).eval(),
+                        {"tgt_mask": causal_mask(4)})
     ours.eval(), theirs.eval()
     assert_matches_torch(ours, theirs, [rand(3, 4, 8), rand(3, 5, 8)], dtype=np.float64)
     ours, theirs = wrap(nn.TransformerEncoderLayer(**args).eval(),
-                        randomize_(torch.nn.TransformerEncoderLayer(**args)).eval(), {})
+                        randomize_(torch.nn.TransformerEncoderLayer(**args), scale=0.3).eval(), {})
     ours.eval(), theirs.eval()
     assert_matches_torch(ours, theirs, [rand(3, 4, 8)], dtype=np.float64)
 
@@ -165,7 +161,7 @@ def test_transformer_matches_torch(dtype, norm_first):
                 batch_first=True, norm_first=norm_first)
     masks = {"tgt_mask": causal_mask(4), "src_key_padding_mask": padding_mask([5, 3], 5),
              "memory_key_padding_mask": padding_mask([5, 3], 5), "tgt_key_padding_mask": padding_mask([4, 3], 4)}
-    ours, theirs = wrap(nn.Transformer(**args), randomize_(torch.nn.Transformer(**args)), masks)
+    ours, theirs = wrap(nn.Transformer(**args), randomize_(torch.nn.Transformer(**args), scale=0.3), masks)
     assert_matches_torch(ours, theirs, [rand(2, 5, 8), rand(2, 4, 8)], dtype=dtype)
 
 
@@ -174,12 +170,12 @@ def test_encoder_and_decoder_stacks_match_torch(dtype):
     layer_args = dict(d_model=8, nhead=4, dim_feedforward=12, dropout=0.0)
     ours, theirs = wrap(nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer_args), 3),
                         randomize_(torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(**layer_args), 3,
-                                                               enable_nested_tensor=False)),
+                                                               enable_nested_tensor=False), scale=0.3),
                         {"mask": causal_mask(5)})
     assert_matches_torch(ours, theirs, [rand(5, 2, 8)], dtype=dtype)
     ours, theirs = wrap(nn.TransformerDecoder(nn.TransformerDecoderLayer(**layer_args), 2, nn.LayerNorm(8)),
                         randomize_(torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(**layer_args), 2,
-                                                               torch.nn.LayerNorm(8))),
+                                                               torch.nn.LayerNorm(8)), scale=0.3),
                         {"tgt_mask": causal_mask(3)})
     assert_matches_torch(ours, theirs, [rand(3, 2, 8), rand(6, 2, 8)], dtype=dtype)
 
