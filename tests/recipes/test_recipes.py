@@ -154,3 +154,22 @@ def test_cli_show_backward_prints_the_table(tmp_path, capsys):
     assert rows == {"x": [2, -18], "w": [3, -12], "b": [1, -6], "w*x": [6, -6], "y_pred": [7, -6], "loss": [9, 1]}
     assert any(line.startswith("test_mse:") for line in out), "then it trains and prints the metrics"
     assert io.load_checkpoint(tmp_path).step == 2
+
+
+def test_the_mlp_pages_describe_the_default_models():
+    """docs/*/mlp.md: the recipes table's parameter counts and the mlp-digits diagram are those of the
+    default configurations."""
+    from pathlib import Path
+
+    from scratchzoo.models.mlp import MLP, MLPConfig
+    pages = [(Path(__file__).parents[2] / "docs" / language / "mlp.md").read_text() for language in ("en", "zh")]
+    for name, inputs, outputs, count in (("trainer-quadratic", 1, 1, 4_353), ("mlp-digits", 64, 10, 167_178),
+                                         ("mlp-mnist1d", 40, 10, 288_778)):
+        hidden = tuple(RECIPES[name].config_class().hidden)
+        assert MLP(MLPConfig(inputs, hidden, outputs)).num_parameters() == count, name
+        assert all(f"{count:,}" in page for page in pages), name
+    digits = RECIPES["mlp-digits"].config_class()
+    (first, second), p = digits.hidden, digits.dropout
+    diagram = (f"64 -> Linear(64,{first}) -> ReLU -> Dropout({p}) -> Linear({first},{second}) -> ReLU -> "
+               f"Dropout({p}) -> Linear({second},10)")
+    assert all(diagram in page for page in pages)
