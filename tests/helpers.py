@@ -389,3 +389,21 @@ def crash_at_step(monkeypatch, step: int) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(losses, "cross_entropy", dying)
+
+
+def record_losses(monkeypatch, owner: Any, name: str, into: list[float] | None = None,
+                  training_only: bool = False) -> list[float]:
+    """Wrap the loss function (or method) `owner.name` so that every loss it returns is appended to `into`
+    (a new list by default), which is returned: a test then asserts that training lowered the loss.
+    training_only: record only calls with the default reduction 'mean' (not the summed evaluation losses)."""
+    seen = [] if into is None else into
+    real = getattr(owner, name)
+
+    def recording(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        if not training_only or kwargs.get("reduction", "mean") == "mean":
+            seen.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(owner, name, recording)
+    return seen

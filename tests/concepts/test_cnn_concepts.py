@@ -6,7 +6,8 @@
 - BatchNorm2d keeps one mean per channel, taken over N, H and W.
 - Max-pooling 6x6 by 2 gives 3x3 and keeps the channels; AdaptiveAvgPool2d(1) is the spatial mean.
 - Dropout2d zeroes whole channels, keeps the expectation in training and is the identity in eval.
-- Two stacked 3x3 convolutions see 5x5; a 2x2 pooling between them widens the view to 8x8.
+- Two stacked 3x3 convolutions see 5x5, and a 2x2 pooling between them widens the view to 8x8. That one
+  is in test_receptive_field.py, measured both ways: the calculator and the gradient's reach.
 """
 from __future__ import annotations
 
@@ -89,25 +90,3 @@ def test_dropout2d_zeroes_whole_channels_keeps_the_expectation_and_is_the_identi
     assert abs(y.mean() - 1.0) < 0.02  # E[y] = x
     layer.eval()
     assert layer(x) is x
-
-
-def _input_pixels_seen(layers: nn.Module, size: int = 16) -> tuple[int, int]:
-    """How many input rows and columns one central output pixel depends on (its gradient's support)."""
-    x = sz.Tensor(np.ones((1, 1, size, size)), requires_grad=True)
-    y = layers(x)
-    grad = np.zeros(y.shape)
-    grad[0, 0, y.shape[2] // 2, y.shape[3] // 2] = 1.0
-    y.backward(grad)
-    rows, cols = np.nonzero(x.grad[0, 0])
-    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-
-
-def test_two_stacked_3x3_convolutions_see_5x5_and_pooling_between_them_widens_it_to_8x8() -> None:
-    sz.manual_seed(0)
-    one = nn.Conv2d(1, 1, 3).double()
-    one.weight.data = np.abs(one.weight.data) + 0.1  # positive kernels: no accidental cancellation
-    two = nn.Conv2d(1, 1, 3).double()
-    two.weight.data = np.abs(two.weight.data) + 0.1
-    assert _input_pixels_seen(one) == (3, 3)
-    assert _input_pixels_seen(nn.Sequential(one, two)) == (5, 5)
-    assert _input_pixels_seen(nn.Sequential(one, nn.AvgPool2d(2), two)) == (8, 8)  # 3 + 1, then + 2*2

@@ -86,12 +86,13 @@ class TorchLogitsOnly(torch.nn.Module):
         return self.lm(idx)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_charlm_matches_torch(cell):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_charlm_matches_torch(cell, dtype):
     ours = LogitsOnly(CharLM(CharLMConfig(vocab_size=13, embedding_dim=5, hidden_size=7, cell=cell)))
     theirs = TorchLogitsOnly(TorchCharLM(cell, 13, 5, 7))
     ids = np.random.default_rng(0).integers(0, 13, size=(3, 10))
-    assert_matches_torch(ours, theirs, [ids], dtype=np.float64)
+    assert_matches_torch(ours, theirs, [ids], dtype=dtype)
 
 
 def test_greedy_decoding_picks_the_argmax():

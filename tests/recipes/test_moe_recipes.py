@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import record_losses
 from scratchzoo import losses
 from scratchzoo.autograd import Tensor
 from scratchzoo.cli import main
@@ -19,18 +20,8 @@ from scratchzoo.recipes import RECIPES, moe
 @pytest.fixture
 def recorded(monkeypatch):
     """Every training loss (mean reduction) of mse_loss and cross_entropy, in call order."""
-    seen: dict[str, list[float]] = {"mse": [], "ce": []}
-    for name, key in (("mse_loss", "mse"), ("cross_entropy", "ce")):
-        original = getattr(losses, name)
-
-        def wrapped(*args, original=original, key=key, **kwargs):
-            loss = original(*args, **kwargs)
-            if kwargs.get("reduction", "mean") == "mean":
-                seen[key].append(loss.item())
-            return loss
-
-        monkeypatch.setattr(losses, name, wrapped)
-    return seen
+    return {"mse": record_losses(monkeypatch, losses, "mse_loss", training_only=True),
+            "ce": record_losses(monkeypatch, losses, "cross_entropy", training_only=True)}
 
 
 def test_moe_recipes_are_registered():

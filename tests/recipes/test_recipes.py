@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers import record_losses
 from scratchzoo import io, losses
 from scratchzoo.cli import main
 from scratchzoo.recipes import RECIPES, quadratic
@@ -33,18 +34,7 @@ METRIC = {"trainer-quadratic": "test_mse", "mlp-digits": "test_accuracy", "mlp-m
 def recorded_losses(monkeypatch):
     """Every training loss the recipes compute, in order: the loss functions wrapped where recipes look
     them up (`losses.mse_loss`, `losses.cross_entropy`, read when `train` runs)."""
-    seen: list[float] = []
-
-    def recording(loss_fn):
-        def wrapped(*args, **kwargs):
-            loss = loss_fn(*args, **kwargs)
-            seen.append(loss.item())
-            return loss
-        return wrapped
-
-    monkeypatch.setattr(losses, "mse_loss", recording(losses.mse_loss))
-    monkeypatch.setattr(losses, "cross_entropy", recording(losses.cross_entropy))
-    return seen
+    return record_losses(monkeypatch, losses, "cross_entropy", record_losses(monkeypatch, losses, "mse_loss"))
 
 
 def test_every_recipe_is_registered():

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers import record_losses
 from scratchzoo import io, losses
 from scratchzoo.data import datasets
 from scratchzoo.recipes import RECIPES, rnn
@@ -35,17 +36,7 @@ def data_dir(monkeypatch):
 
 @pytest.fixture
 def recorded_losses(monkeypatch):
-    seen: list[float] = []
-    original = losses.cross_entropy
-
-    def wrapped(*args, **kwargs):
-        loss = original(*args, **kwargs)
-        if kwargs.get("reduction", "mean") == "mean":  # training losses only, not the summed validation ones
-            seen.append(loss.item())
-        return loss
-
-    monkeypatch.setattr(losses, "cross_entropy", wrapped)
-    return seen
+    return record_losses(monkeypatch, losses, "cross_entropy", training_only=True)  # not the summed validation
 
 
 def test_recurrent_recipes_are_registered():

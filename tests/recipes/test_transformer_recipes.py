@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers import record_losses
 from scratchzoo import io
 from scratchzoo.data import seq2seq
 from scratchzoo.models.transformer import Seq2SeqTransformer
@@ -43,16 +44,7 @@ def small_dictionaries(monkeypatch):
 
 @pytest.fixture
 def recorded_losses(monkeypatch):
-    seen: list[float] = []
-    original = Seq2SeqTransformer.loss
-
-    def wrapped(self, *args, **kwargs):
-        loss = original(self, *args, **kwargs)
-        seen.append(loss.item())
-        return loss
-
-    monkeypatch.setattr(Seq2SeqTransformer, "loss", wrapped)
-    return seen
+    return record_losses(monkeypatch, Seq2SeqTransformer, "loss")
 
 
 def test_transformer_recipes_are_registered():
