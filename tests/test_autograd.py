@@ -310,3 +310,11 @@ def test_matches_torch_on_a_small_mlp_graph() -> None:
 
     for dtype in (np.float32, np.float64):
         assert_matches_torch(mlp, mlp_torch, [rand(4, 3), rand(3, 5), rand(5), rand(5, 2)], dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype, there_and_back", [(np.float32, lambda x: x.double().float() * 2.0),
+                                                   (np.float64, lambda x: x.float().double() * 2.0)],
+                         ids=["float32 via float64", "float64 via float32"])
+def test_cast_matches_torch_in_both_dtypes(dtype: np.dtype, there_and_back) -> None:
+    # float64 -> float32 -> float64 rounds the values and the gradient to float32 on the way, in both libraries
+    assert_matches_torch(there_and_back, there_and_back, [rand(3, 4)], dtype=dtype)

@@ -113,3 +113,62 @@ def test_boolean_options_switch_both_ways():
     config = _config(recipe, ["--no-character-lexicon", "--subphrases"])
     assert config.character_lexicon is False and config.subphrases is True
     assert _config(recipe, []).character_lexicon is True
+
+
+def test_recipe_help_lists_its_options_with_their_defaults(capsys):
+    code, out, err = run(capsys, "train", "mlp-digits", "--help")
+    assert code == 0 and err == ""
+    assert out.startswith("usage: scratchzoo train mlp-digits [options]")
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("--")}
+    assert "default: 64" in lines["--batch-size"] and "default: 512,256" in lines["--hidden"]
+    assert "one of relu, tanh" in lines["--activation"] and "default: 'relu'" in out
+    code, out, _ = run(capsys, "train", "transformer-pinyin", "-h", "--steps", "3")
+    assert code == 0 and "--no-character-lexicon" in out and "default: 9000" in out
+    code, out, _ = run(capsys, "train", "-h")
+    assert code == 0 and "scratchzoo train RECIPE --help" in out and all(name in out for name in RECIPES)
+
+
+def test_a_bad_sequence_value_names_the_expected_format(capsys):
+    code, _, err = run(capsys, "train", "cnn-digits", "--channels", "8,x")
+    assert code == 2 and "invalid comma-separated integers value: '8,x'" in one_line_error(err)
+
+
+DIGITS_TINY = ["--steps", "4", "--batch-size", "32", "--checkpoint-every", "0"]
+
+
+def test_a_checkpoint_of_another_recipe_is_refused_on_eval_and_resume(tmp_path, capsys):
+    mlp = tmp_path / "mlp"
+    assert run(capsys, "train", "mlp-digits", *DIGITS_TINY, "--hidden", "8", "--out", str(mlp))[0] == 0
+    assert json.loads((mlp / "checkpoint.json").read_text())["extra"]["recipe"] == "mlp-digits"
+    code, out, err = run(capsys, "eval", "cnn-digits", "--ckpt", str(mlp))
+    assert code == 1 and out == ""
+    assert one_line_error(err).endswith(f"{mlp} was trained by recipe mlp-digits, not cnn-digits")
+    code, _, err = run(capsys, "train", "cnn-digits", *DIGITS_TINY, "--resume", str(mlp), "--out", str(tmp_path / "c"))
+    assert code == 1 and "was trained by recipe mlp-digits, not cnn-digits" in one_line_error(err)
+
+    # a checkpoint from before the recipe was recorded still loads, and a foreign one is still one line
+    record = json.loads((mlp / "checkpoint.json").read_text())
+    del record["extra"]["recipe"]
+    (mlp / "checkpoint.json").write_text(json.dumps(record))
+    assert run(capsys, "eval", "mlp-digits", "--ckpt", str(mlp))[0] == 0
+    code, _, err = run(capsys, "eval", "cnn-digits", "--ckpt", str(mlp))
+    assert code == 1 and f"{mlp} does not fit recipe cnn-digits (trained by another recipe?)" in one_line_error(err)
+
+
+@pytest.mark.parametrize("name, flags", [
+    ("trainer-quadratic", ["--steps", "6", "--hidden", "8", "--n-train", "64", "--batch-size", "32"]),
+    ("lstm-charlm", ["--steps", "3", "--embedding-dim", "8", "--hidden-size", "8", "--seq-len", "8",
+                     "--batch-size", "4", "--sample-chars", "5"]),
+])
+def test_resuming_a_finished_run_leaves_checkpoint_and_curves(name, flags, tmp_path, capsys, monkeypatch):
+    from scratchzoo.data import datasets
+    monkeypatch.setattr(datasets, "text_corpus", lambda corpus: "def f(x):\n    return x + 1\n" * 200)
+    done, again = tmp_path / "done", tmp_path / "again"
+    assert run(capsys, "train", name, *flags, "--out", str(done))[0] == 0
+    assert run(capsys, "train", name, *flags, "--resume", str(done), "--out", str(again))[0] == 0
+    first, second = (json.loads((d / "checkpoint.json").read_text()) for d in (done, again))
+    assert first["step"] == second["step"] == int(flags[1])
+    assert first["extra"]["scheduler"] == second["extra"]["scheduler"]
+    assert (again / "metrics.json").is_file()
+    if (done / "curves.png").exists():  # matplotlib installed
+        assert (again / "curves.png").read_bytes() == (done / "curves.png").read_bytes()

@@ -67,6 +67,62 @@ def test_sample_errors_are_one_line(checkpoint, monkeypatch, capsys):
     assert "--top-p must lie in (0, 1]" in capsys.readouterr().err
     assert sample(monkeypatch, "--ckpt", checkpoint, "--temperature", "-1")[0] == 2
     monkeypatch.setattr(sys, "stdout", Terminal())
-    assert main(["sample", "lstm-charlm", "--ckpt", checkpoint]) == 2
-    assert "does not generate; recipes that do: gpt-char" in capsys.readouterr().err
+    assert main(["sample", "mlp-digits", "--ckpt", checkpoint]) == 2
+    refused = capsys.readouterr().err
+    assert "does not generate; recipes that do: " in refused and "gpt-char" in refused and "lstm-charlm" in refused
     assert sample(monkeypatch, "--ckpt", checkpoint + "-missing")[0] == 1
+
+
+@pytest.fixture(scope="module")
+def charlm_checkpoint(tmp_path_factory):
+    """An lstm-charlm checkpoint of a tiny model trained for a few steps on the same small corpus."""
+    out = tmp_path_factory.mktemp("lstm-charlm")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(datasets, "text_corpus", lambda name: TEXT)
+        assert main(["train", "lstm-charlm", "--embedding-dim", "8", "--hidden-size", "16", "--seq-len", "8",
+                     "--batch-size", "4", "--steps", "5", "--sample-chars", "5", "--out", str(out)]) == 0
+    return str(out)
+
+
+def sample_charlm(monkeypatch, checkpoint, *flags: str) -> tuple[int, Terminal]:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    return main(["sample", "lstm-charlm", "--ckpt", checkpoint, *flags]), terminal
+
+
+def test_charlm_sample_streams_with_temperature_top_k_top_p_and_seed(charlm_checkpoint, monkeypatch):
+    """The vocabulary travels in the checkpoint: sampling needs no corpus."""
+    monkeypatch.setattr(datasets, "text_corpus", lambda name: pytest.fail("sampling read the corpus"))
+    code, out = sample_charlm(monkeypatch, charlm_checkpoint, "--prompt", "def ", "--max-new-tokens", "40",
+                              "--seed", "3", "--temperature", "0.9", "--top-k", "10", "--top-p", "0.95")
+    assert code == 0
+    text = out.getvalue()
+    assert text.startswith("def ") and text.endswith("\n") and len(text) == 4 + 40 + 1
+    assert out.flushes >= 40 and set(text) <= set(TEXT)
+    runs = [sample_charlm(monkeypatch, charlm_checkpoint, "--prompt", "x", "--max-new-tokens", "30", "--seed", seed)[1]
+            .getvalue() for seed in ("1", "1", "2")]
+    assert runs[0] == runs[1] != runs[2]
+    greedy = [sample_charlm(monkeypatch, charlm_checkpoint, "--prompt", "x", "--max-new-tokens", "30",
+                            "--temperature", "0", "--seed", seed)[1].getvalue() for seed in ("1", "2")]
+    assert greedy[0] == greedy[1]
+
+
+def test_charlm_greedy_sample_continues_as_the_training_sample_does(charlm_checkpoint, monkeypatch):
+    """Temperature 0 reads the prompt once and then feeds each new character with the carried state, as
+    models/rnn.py's generate does: the same characters."""
+    from scratchzoo.models.rnn import generate
+    from scratchzoo.recipes import rnn
+    model, _, chars = rnn.load_charlm(charlm_checkpoint, "lstm-charlm")
+    prompt = [chars.index(ch) for ch in "def "]
+    expected = "".join(chars[i] for i in generate(model, prompt, 25, temperature=0.0))
+    code, out = sample_charlm(monkeypatch, charlm_checkpoint, "--prompt", "def ", "--max-new-tokens", "25",
+                              "--temperature", "0")
+    assert code == 0 and out.getvalue() == expected + "\n"
+
+
+def test_charlm_sample_errors_are_one_line(charlm_checkpoint, monkeypatch, capsys):
+    code, out = sample_charlm(monkeypatch, charlm_checkpoint, "--prompt", "日本")
+    assert code == 1 and out.getvalue() == ""
+    assert "characters not in the model's vocabulary: '日本'" in capsys.readouterr().err
+    assert sample_charlm(monkeypatch, charlm_checkpoint, "--prompt", "")[0] == 1
+    assert "the prompt needs at least one character" in capsys.readouterr().err

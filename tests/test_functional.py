@@ -94,6 +94,14 @@ case("pow(x,2.5)", lambda x: F.pow(x, 2.5), lambda x: torch.pow(x, 2.5), lambda:
 case("pow(3,x)", lambda x: F.pow(3.0, x), lambda x: torch.pow(3.0, x), lambda: [rand(5)])
 case("pow(a,b)", F.pow, torch.pow, lambda: [pos(2, 3), rand(2, 3)])
 case("pow(a,b) broadcast", F.pow, torch.pow, lambda: [pos(2, 1), rand(3)])
+# zero bases: torch masks 0 * inf to 0 (dx where e = 0; de where x = 0 and e >= 0); inf and NaN elsewhere match
+same("pow x**0.0 at 0", lambda x: x ** 0.0, lambda: [np.array([0.0, -1.5, 0.0, 2.0])])
+same("pow x**2 at 0", lambda x: x ** 2, lambda: [np.array([0.0, -1.5, 0.0, 2.0])])
+case("pow(0,x)", lambda x: F.pow(0.0, x), lambda x: torch.pow(0.0, x), lambda: [pos(5)])
+case("pow(a,b) zero base", F.pow, torch.pow, lambda: [np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.0, -1.5]),
+                                                      np.array([0.0, 2.0, 3.5, 0.5, -1.0, 0.0, 3.0])], smooth=False)
+case("pow(a,b) zero base broadcast", F.pow, torch.pow,
+     lambda: [np.array([[0.0], [1.5]]), np.array([0.0, 1.0, 2.5])], smooth=False)
 
 MATMUL_SHAPES = [((4,), (4,)), ((3,), (3, 5)), ((2, 3), (3,)), ((2, 3), (3, 4)), ((1, 1), (1, 1)),
                  ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,)),
@@ -140,6 +148,10 @@ case("argmax", F.argmax, torch.argmax, lambda: [rand(3, 4)], smooth=False)
 case("argmax dim", lambda x: F.argmax(x, 1), lambda x: torch.argmax(x, 1), lambda: [rand(3, 4)], smooth=False)
 case("argmin dim keepdim", lambda x: F.argmin(x, 0, True), lambda x: torch.argmin(x, 0, True), lambda: [rand(3, 4)],
      smooth=False)
+case("argmax dim -1", lambda x: F.argmax(x, -1), lambda x: torch.argmax(x, -1), lambda: [rand(2, 3, 4)], smooth=False)
+case("argmax 0-d dim 0", lambda x: F.argmax(x, 0), lambda x: torch.argmax(x, 0), lambda: [rand()], smooth=False)
+case("argmin 0-d dim -1 keepdim", lambda x: F.argmin(x, -1, True), lambda x: torch.argmin(x, -1, True),
+     lambda: [rand()], smooth=False)
 
 # ============================================================================ elementwise
 
@@ -330,6 +342,12 @@ def test_matmul_random_batch_broadcast(batch: Any, n: int, k: int, m: int, dtype
     assert_matches_torch(F.matmul, torch.matmul, [rand(a_batch + (n, k)), rand(b_batch + (k, m))], dtype=dtype)
 
 
+def test_pow_exponent_gradcheck_at_zero_base() -> None:
+    """0^e = 0 for every e > 0: the exponent's gradient there is 0 (not 0 * log 0 = NaN)."""
+    gradcheck(F.pow, [np.array([0.0, 0.0, 1.5]), np.array([0.5, 2.0, 1.0])], requires_grad=[False, True])
+    gradcheck(lambda x: x ** 0.0, [np.array([0.0, -2.0, 3.0])])
+
+
 # ---- dropout (random: statistics instead of parity) ------------------------------------------
 
 
@@ -413,6 +431,11 @@ ERRORS = [
     ("stack shapes", lambda: F.stack([T(2, 3), T(3, 2)]), ShapeError, ["(2, 3)", "(3, 2)"]),
     ("split sizes", lambda: F.split(T(5, 2), [2, 2]), ShapeError, ["[2, 2]", "5"]),
     ("dim out of range", lambda: T(2, 3).sum(2), IndexError, ["dim 2"]),
+    ("argmax dim", lambda: F.argmax(T(2, 3), 2), IndexError, ["argmax", "dim 2", "2 dims"]),
+    ("argmax negative dim", lambda: T(2, 3).argmax(-3), IndexError, ["argmax", "dim -3", "2 dims"]),
+    ("argmin dim", lambda: T(4).argmin(1, keepdim=True), IndexError, ["argmin", "dim 1", "1 dims"]),
+    ("argmin 0-d dim", lambda: F.argmin(T(), 1), IndexError, ["argmin", "dim 1", "0 dims"]),
+    ("argmax tuple dim", lambda: F.argmax(T(2, 3), (0, 1)), TypeError, ["argmax", "(0, 1)"]),
     ("index out of range", lambda: T(2, 3)[5], IndexError, ["(2, 3)"]),
     ("where shapes", lambda: F.where(np.ones(2, bool), T(2), T(3)), ShapeError, ["(2,)", "(3,)"]),
     ("masked_fill shapes", lambda: F.masked_fill(T(2, 3), np.ones(4, bool), 0.0), ShapeError, ["(4,)", "(2, 3)"]),
@@ -434,3 +457,17 @@ def test_clear_errors(make: Callable[[], Any], error: type, fragments: list[str]
         make()
     for fragment in fragments:
         assert fragment in str(info.value), f"{fragment!r} not in the message {str(info.value)!r}"
+
+
+# ---- dropout ops against finite differences (the seed fixes the mask, so every evaluation sees the same one)
+
+
+@pytest.mark.parametrize("drop, shape", [(lambda x: F.dropout(x, 0.4), (3, 5)),
+                                         (lambda x: F.dropout2d(x, 0.4), (3, 4, 2, 3))], ids=["dropout", "dropout2d"])
+def test_dropout_gradcheck_with_the_mask_fixed_by_the_seed(drop: Callable[[Any], Any], shape: tuple) -> None:
+    def fn(x: Any) -> Any:
+        sz.manual_seed(7)  # the same mask on every call
+        return drop(x)
+    dropped = fn(sz.tensor(np.ones(shape))).data == 0
+    assert dropped.any() and not dropped.all()  # the mask both keeps and drops: the check is not trivial
+    gradcheck(fn, [rand(*shape)])

@@ -51,10 +51,76 @@ def test_regression_losses_gradcheck(name: str, reduction: str) -> None:
 def test_regression_loss_target_may_be_an_array_or_tensor() -> None:
     x = sz.tensor(rand(4).astype(np.float32), requires_grad=True)
     target = rand(4)  # a float64 array beside a float32 input: taken in the input's dtype
-    for t in (target.astype(np.float32), sz.tensor(target.astype(np.float32))):
+    for t in (target, target.astype(np.float32), target.tolist(), sz.tensor(target.astype(np.float32))):
         loss = F.mse_loss(x, t)
         assert loss.dtype == np.float32
         np.testing.assert_allclose(loss.item(), np.mean((x.data - target) ** 2), rtol=1e-5)
+
+
+# ============================================================================ one rule for targets
+
+# name -> (our loss, a target for a (3, 4) input): float-valued targets only (indices are never cast)
+FLOAT_TARGET_LOSSES = {
+    "mse_loss": (F.mse_loss, lambda: rand(3, 4)),
+    "l1_loss": (F.l1_loss, lambda: rand(3, 4)),
+    "binary_cross_entropy_with_logits": (F.binary_cross_entropy_with_logits,
+                                         lambda: np.random.default_rng(1).uniform(size=(3, 4))),
+    "cross_entropy": (F.cross_entropy, lambda: probabilities((3, 4))),
+}
+
+
+@pytest.mark.parametrize("target_dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", sorted(FLOAT_TARGET_LOSSES))
+def test_plain_array_targets_are_taken_in_the_input_dtype(name: str, dtype: Any, target_dtype: Any) -> None:
+    """A NumPy array (or list) target carries no graph: any float dtype is cast to the input's, for every loss."""
+    loss_fn, make_target = FLOAT_TARGET_LOSSES[name]
+    z, target = rand(3, 4), make_target()
+    x = sz.tensor(z.astype(dtype), requires_grad=True)
+    for t in (target.astype(target_dtype), target.tolist()):
+        x.grad = None
+        loss = loss_fn(x, t)
+        loss.backward()
+        assert loss.dtype == dtype and x.grad.dtype == dtype
+        expected = getattr(TF, name)(torch.tensor(z.astype(dtype)), torch.tensor(np.asarray(t, dtype=dtype)))
+        rtol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(loss.item(), expected.item(), rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits"])
+def test_integer_tensor_targets_carry_no_graph_and_are_cast(name: str) -> None:
+    x = sz.tensor(np.array([0.5, 1.5, -0.5], np.float32), requires_grad=True)
+    loss = getattr(F, name)(x, sz.tensor([1, 0, 1]))
+    expected = getattr(TF, name)(torch.tensor(x.data), torch.tensor([1.0, 0.0, 1.0]))
+    assert loss.dtype == np.float32
+    np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", sorted(FLOAT_TARGET_LOSSES))
+def test_a_target_that_requires_grad_gets_its_gradient(name: str, dtype: Any) -> None:
+    """Only the target requires grad (the input is a constant): the target's gradient still matches torch."""
+    loss_fn, make_target = FLOAT_TARGET_LOSSES[name]
+    assert_matches_torch(loss_fn, getattr(TF, name), [rand(3, 4), make_target()], dtype=dtype,
+                         requires_grad=[False, True])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_distillation_soft_targets_from_a_softmax_match_torch(smoothing: float, dtype: Any) -> None:
+    """Soft targets computed in the graph (a teacher's softmax) pass their gradient back to the teacher."""
+    def distill(student: Any, teacher: Any, F: Any) -> Any:
+        return F.cross_entropy(student, F.softmax(teacher / 2.0, dim=1), label_smoothing=smoothing)
+
+    assert_matches_torch(lambda s, t: distill(s, t, F), lambda s, t: distill(s, t, TF), [rand(4, 5), rand(4, 5)],
+                         dtype=dtype)
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT_TARGET_LOSSES))
+def test_target_gradcheck_with_constant_input(name: str) -> None:
+    loss_fn, make_target = FLOAT_TARGET_LOSSES[name]
+    target = make_target() + (0.5 if name == "l1_loss" else 0.0)  # keep |x - y| away from its kink
+    gradcheck(lambda x, y: loss_fn(x, y, reduction="sum"), [rand(3, 4), target], requires_grad=[False, True])
 
 
 # ============================================================================ cross-entropy
@@ -103,17 +169,16 @@ CE_PROB_COMBOS = [pytest.param(shape, reduction, smoothing, id=f"{shape}-{reduct
 @pytest.mark.parametrize("shape, reduction, smoothing", CE_PROB_COMBOS)
 def test_cross_entropy_probabilities_match_torch(shape: str, reduction: str, smoothing: float, dtype: Any) -> None:
     logits_shape = CE_SHAPES[shape][0]
-    # our loss treats the target distribution as a constant: no gradient for it is compared
+    # both the logits and the target distribution require grad: dl/dq = -(1 - eps) log_softmax(z)
     assert_matches_torch(F.cross_entropy, TF.cross_entropy, [rand(logits_shape), probabilities(logits_shape)],
-                         dtype=dtype, kwargs={"reduction": reduction, "label_smoothing": smoothing},
-                         requires_grad=[True, False])
+                         dtype=dtype, kwargs={"reduction": reduction, "label_smoothing": smoothing})
 
 
 @pytest.mark.parametrize("shape, reduction, smoothing", CE_PROB_COMBOS)
 def test_cross_entropy_probabilities_gradcheck(shape: str, reduction: str, smoothing: float) -> None:
     logits_shape = CE_SHAPES[shape][0]
     gradcheck(lambda z, q: F.cross_entropy(z, q, reduction=reduction, label_smoothing=smoothing),
-              [rand(logits_shape), probabilities(logits_shape)], requires_grad=[True, False])
+              [rand(logits_shape), probabilities(logits_shape)])
 
 
 def test_cross_entropy_all_rows_ignored_is_nan_as_in_torch() -> None:
@@ -171,14 +236,13 @@ def test_bce_with_logits_matches_torch(shape: tuple[int, ...], reduction: str, d
     target = np.random.default_rng(1).uniform(size=shape)  # soft targets in [0, 1]; hard ones below
     target.reshape(-1)[::2] = np.round(target.reshape(-1)[::2])
     assert_matches_torch(F.binary_cross_entropy_with_logits, TF.binary_cross_entropy_with_logits,
-                         [rand(shape) * 3, target], dtype=dtype, kwargs={"reduction": reduction},
-                         requires_grad=[True, False])  # the target is a constant in our op
+                         [rand(shape) * 3, target], dtype=dtype, kwargs={"reduction": reduction})  # dl/dy = -z
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_bce_with_logits_gradcheck(reduction: str) -> None:
     gradcheck(lambda z, y: F.binary_cross_entropy_with_logits(z, y, reduction=reduction),
-              [rand(3, 4) * 3, np.random.default_rng(1).uniform(size=(3, 4))], requires_grad=[True, False])
+              [rand(3, 4) * 3, np.random.default_rng(1).uniform(size=(3, 4))])
 
 
 # ============================================================================ huge logits stay finite
@@ -242,6 +306,14 @@ ERRORS = [
     ("bce shapes", lambda: F.binary_cross_entropy_with_logits(T(3, 4), T(3)), ShapeError,
      ["binary_cross_entropy_with_logits", "(3, 4)", "(3,)"]),
     ("bce reduction", lambda: F.binary_cross_entropy_with_logits(T(3), T(3), reduction="x"), ValueError, ["'x'"]),
+    # a float Tensor target is part of the graph, so it never mixes dtypes with the input
+    ("mse target dtype", lambda: F.mse_loss(T(3), T(3).float()), DTypeError, ["mse_loss", "float32", "float64"]),
+    ("l1 target dtype", lambda: F.l1_loss(T(3).float(), T(3)), DTypeError, ["l1_loss", "float64", "float32"]),
+    ("bce target dtype", lambda: F.binary_cross_entropy_with_logits(T(3), T(3).float()), DTypeError,
+     ["binary_cross_entropy_with_logits", "float32", "float64"]),
+    ("ce probability dtype", lambda: F.cross_entropy(T(2, 4), sz.tensor(np.full((2, 4), 0.25, np.float32))),
+     DTypeError, ["cross_entropy", "float32", "float64"]),
+    ("mse int input", lambda: F.mse_loss(sz.tensor([1, 2]), np.array([1.0, 2.0])), DTypeError, ["mse_loss", "int64"]),
 ]
 
 

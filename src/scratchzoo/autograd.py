@@ -332,9 +332,14 @@ class Tensor:
     def __getitem__(self, index: Any) -> "Tensor":
         return F.index(self, index)
 
-    # Comparisons give boolean tensors outside the graph, as in PyTorch.
+    # Comparisons give boolean tensors outside the graph, as in PyTorch: `(pred == y).float().mean()` is the
+    # accuracy. `==` is elementwise too, so tensors in a list are found by identity (`any(t is p ...)`), not `in`.
     def _compare(self, other: Any, op: Callable[[Any, Any], Any]) -> "Tensor":
-        return Tensor(op(self.data, other.data if isinstance(other, Tensor) else other))
+        other = other.data if isinstance(other, Tensor) else other
+        try:
+            return Tensor(np.asarray(op(self.data, other)))
+        except ValueError:
+            raise ShapeError(f"{op.__name__}: shapes {self.shape} and {np.shape(other)} do not broadcast") from None
 
     def __lt__(self, other: Any) -> "Tensor":
         return self._compare(other, np.less)
@@ -354,7 +359,31 @@ class Tensor:
     def ne(self, other: Any) -> "Tensor":
         return self._compare(other, np.not_equal)
 
-    __hash__ = object.__hash__  # tensors are dict keys by identity, as in PyTorch
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        if not isinstance(other, _COMPARABLE):
+            return NotImplemented  # `t == None` or `t == "a"` is False, as in PyTorch
+        return self.eq(other)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        if not isinstance(other, _COMPARABLE):
+            return NotImplemented
+        return self.ne(other)
+
+    __hash__ = object.__hash__  # tensors are dict and set keys by identity, as in PyTorch
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor; any other size is ambiguous (as in PyTorch), so `if a == b:` on
+        two vectors is an error rather than a silent answer: write (a == b).all() or .any()."""
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements (shape {self.shape}) "
+                               "is ambiguous; use .all() or .any()")
+        return bool(self.data.item())
+
+    def all(self) -> "Tensor":
+        return Tensor(np.asarray(self.data.all()))
+
+    def any(self) -> "Tensor":
+        return Tensor(np.asarray(self.data.any()))
 
     # ---- methods that forward to functional ------------------------------------------------
     def sum(self, dim: Any = None, keepdim: bool = False) -> "Tensor":
@@ -449,6 +478,9 @@ class Tensor:
         return F.masked_fill(self, mask, value)
 
 
+_COMPARABLE = (Tensor, np.ndarray, np.generic, int, float, bool, list, tuple)  # what == compares elementwise
+
+
 def _shape_args(shape: Sequence[Any]) -> tuple[int, ...]:
     """Accept both `x.reshape(2, 3)` and `x.reshape((2, 3))`."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -475,7 +507,11 @@ def ones(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tens
 
 
 def arange(*args: Any, dtype: Any = None) -> Tensor:
-    return Tensor(np.arange(*args, dtype=dtype))
+    """As torch.arange: int64 when start, end and step are all integers, else float32 (the default dtype)."""
+    values = np.arange(*args, dtype=dtype)
+    if dtype is None:
+        values = values.astype(np.float32 if values.dtype.kind == "f" else np.int64, copy=False)
+    return Tensor(values)
 
 
 # functional builds on Tensor and Function; Tensor's methods call into it once both modules exist.

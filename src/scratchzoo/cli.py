@@ -2,8 +2,11 @@
 bench [--config NAME] [--json]`.
 
 The options of `train` are the fields of the recipe's config dataclass, spelled with dashes
-(`--batch-size 64`, `--show-backward`), so the CLI never drifts from the recipes. `sample` continues a
-prompt with a generative recipe's checkpoint (`Recipe.sample`) and prints each piece as it is generated:
+(`--batch-size 64`, `--show-backward`), so the CLI never drifts from the recipes; `train RECIPE --help`
+lists them with their defaults. A value the recipe cannot train with (`--batch-size 0`, `--dropout 1.5`,
+`--cell foo`) is a one-line error, exit code 2, as a bad flag is. `sample` continues a prompt with a
+generative recipe's checkpoint (`Recipe.sample`: gpt-char, moe-gpt, lstm-charlm, rnn-charlm) and prints
+each piece as it is generated:
 
     scratchzoo sample gpt-char --ckpt runs/gpt-char/DIR --prompt "ROMEO:" --max-new-tokens 300 \
         --temperature 0.8 --top-k 40 --top-p 0.95 --seed 0
@@ -11,12 +14,9 @@ prompt with a generative recipe's checkpoint (`Recipe.sample`) and prints each p
 from __future__ import annotations
 
 import argparse
-import collections.abc
 import dataclasses
 import subprocess
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
@@ -42,35 +42,42 @@ def _recipe(name: str) -> Any:
     return recipes[name]
 
 
-def _field_type(field: dataclasses.Field, config_class: type) -> Any:
-    """The Python type a flag parses to, from the dataclass annotation (Optional[int] -> int)."""
-    hint = typing.get_type_hints(config_class)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
-        hint = args[0]
-    if typing.get_origin(hint) in (list, tuple, collections.abc.Sequence):
-        return "sequence"
-    return hint
+def _integers(text: str) -> tuple[int, ...]:
+    """'512,256' -> (512, 256)."""
+    return tuple(int(v) for v in text.split(","))
+
+
+_integers.__name__ = "comma-separated integers"  # argparse's "invalid comma-separated integers value: 'x'"
+
+
+def _shown(value: Any) -> str:
+    """A default as a flag would spell it: 512,256 for a sequence, 'stdlib' for a string ('\\n' visible)."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else repr(value)
 
 
 def _config_parser(recipe: Any) -> _Parser:
-    parser = _Parser(prog=f"scratchzoo train {recipe.name}", add_help=False)
+    """One flag per config field; its help says the default (and the choices of a string field)."""
+    from scratchzoo.recipes.common import field_type, flag  # the recipes are loaded already: recipe is one
+    parser = _Parser(prog=f"scratchzoo train {recipe.name}", usage=f"scratchzoo train {recipe.name} [options]",
+                     description=recipe.description, add_help=False)
     for field in dataclasses.fields(recipe.config_class):
-        flag = "--" + field.name.replace("_", "-")
-        kind = _field_type(field, recipe.config_class)
+        kind = field_type(recipe.config_class, field.name)
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        names = recipe.allowed_names(field.name)
+        described = (f"one of {', '.join(names)}; " if names else "") + f"default: {_shown(default)}"
+        options: dict[str, Any] = dict(dest=field.name, default=argparse.SUPPRESS, help=described)
         if kind is bool:
             # --flag / --no-flag: a default of True must be switchable off too (--no-character-lexicon)
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS)
+            parser.add_argument(flag(field.name), action=argparse.BooleanOptionalAction, **options)
         elif kind == "sequence":
-            parser.add_argument(flag, dest=field.name, default=argparse.SUPPRESS,
-                                type=lambda text: tuple(int(v) for v in text.split(",")))
+            parser.add_argument(flag(field.name), type=_integers, metavar="N,N,...", **options)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=argparse.SUPPRESS)
+            parser.add_argument(flag(field.name), type=kind, metavar=kind.__name__.upper(), **options)
     return parser
 
 
 def _config(recipe: Any, options: list[str]) -> Any:
+    """The recipe's config from its flags, checked (ConfigError names the flag, the allowed and the given)."""
     parser = _config_parser(recipe)
     valid = ", ".join(sorted(a.option_strings[0] for a in parser._actions))
     try:
@@ -79,7 +86,24 @@ def _config(recipe: Any, options: list[str]) -> Any:
         raise UsageError(f"{recipe.name}: {error}") from None
     if unknown:
         raise UsageError(f"{recipe.name}: unknown option {unknown[0]}; valid options: {valid}")
-    return recipe.config_class(**vars(values))
+    config = recipe.config_class(**vars(values))
+    recipe.check_config(config)
+    return config
+
+
+def _train(args: argparse.Namespace, options: list[str], train_parser: argparse.ArgumentParser) -> None:
+    """`train RECIPE [options]`; with -h/--help, the recipe's options and their defaults (without a recipe,
+    the command's own help and the recipes)."""
+    if args.recipe is None:
+        if not args.help:
+            raise UsageError("train: the following arguments are required: recipe")
+        print(train_parser.format_help() + "\nrecipes: " + ", ".join(_recipes()))
+        return
+    recipe = _recipe(args.recipe)
+    if args.help:
+        print(_config_parser(recipe).format_help())
+        return
+    _print_metrics(recipe.train(_config(recipe, options)))
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
@@ -125,6 +149,13 @@ def _sample(args: argparse.Namespace) -> None:
     sys.stdout.write("\n")
 
 
+def _config_errors() -> tuple[type[Exception], ...]:
+    """Config values a recipe cannot train with: a usage problem like a bad flag, so exit code 2.
+    Imported only when an exception is being matched (see _run_errors)."""
+    from scratchzoo.recipes.common import ConfigError
+    return (ConfigError,)
+
+
 def _run_errors() -> tuple[type[Exception], ...]:
     """Failures of a well-formed command (a missing checkpoint, a diverged run, an unavailable data set):
     their messages say what happened and what to do, so they print as one line, exit code 1.
@@ -139,8 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="scratchzoo", description="Classic deep-learning models on a NumPy autograd engine.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parser("list", help="recipes and what they do")
-    train = commands.add_parser("train", help="train a recipe (options: the recipe's config fields)")
-    train.add_argument("recipe")
+    train = commands.add_parser("train", help="train a recipe (options: the recipe's config fields)", add_help=False,
+                                description="Train a recipe; `scratchzoo train RECIPE --help` lists its options.")
+    train.add_argument("recipe", nargs="?")
+    train.add_argument("-h", "--help", action="store_true", help="the recipe's options and their defaults")
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint directory")
     evaluate.add_argument("recipe")
     evaluate.add_argument("--ckpt", required=True)
@@ -164,9 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, recipe in _recipes().items():
                 print(f"{name:<20} {recipe.description}")
         elif args.command == "train":
-            recipe = _recipe(args.recipe)
-            metrics = recipe.train(_config(recipe, rest))
-            _print_metrics(metrics)
+            _train(args, rest, train)
         elif args.command == "eval":
             _print_metrics(_recipe(args.recipe).evaluate(args.ckpt))
         elif args.command == "sample":
@@ -174,12 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             return _bench(args.config, args.json)
     except UsageError as error:
-        print(f"scratchzoo: error: {error}", file=sys.stderr)
-        return 2
-    except _run_errors() as error:  # the tuple is built only when an exception is being matched
-        print(f"scratchzoo: error: {error}", file=sys.stderr)
-        return 1
+        return _report(error, 2)
+    except _config_errors() as error:  # the tuples are built only when an exception is being matched
+        return _report(error, 2)
+    except _run_errors() as error:
+        return _report(error, 1)
     return 0
+
+
+def _report(error: Exception, code: int) -> int:
+    print(f"scratchzoo: error: {error}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

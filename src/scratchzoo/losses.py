@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from scratchzoo import functional as F
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
+from scratchzoo.functional.elementwise import stable_sigmoid
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -30,9 +30,26 @@ def _same_shape(name: str, input: Tensor, target: Tensor) -> None:
         raise ShapeError(f"{name}: input and target need the same shape, got {input.shape} and {target.shape}")
 
 
+def _float_target(name: str, input: Tensor, target: Any) -> Tensor:
+    """The one rule every loss follows for a float-valued target (values, probabilities, labels in [0, 1]).
+
+    A float Tensor is part of the graph (it may require grad), so it must already have the input's
+    dtype: float32 and float64 never mix silently. Anything else (a NumPy array, a list, a number, an
+    integer or bool Tensor) carries no graph, so it is taken in the input's dtype, as a constant.
+    """
+    if input.dtype.kind != "f":
+        raise DTypeError(f"{name}: input must be floating point, got {input.dtype}")
+    if isinstance(target, Tensor) and target.dtype.kind == "f":
+        if target.dtype != input.dtype:
+            raise DTypeError(f"{name}: target tensor has dtype {target.dtype} but the input has {input.dtype}; "
+                             "convert one with .to(dtype)")
+        return target
+    return Tensor(np.asarray(target.data if isinstance(target, Tensor) else target, dtype=input.dtype))
+
+
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error: mean((input - target)^2); 'sum' gives N times the mean."""
-    target = F.as_tensor(target, input)
+    target = _float_target("mse_loss", input, target)
     _same_shape("mse_loss", input, target)
     diff = input - target
     return _reduce(diff * diff, reduction, "mse_loss")
@@ -40,7 +57,7 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error: mean(|input - target|)."""
-    target = F.as_tensor(target, input)
+    target = _float_target("l1_loss", input, target)
     _same_shape("l1_loss", input, target)
     return _reduce((input - target).abs(), reduction, "l1_loss")
 
@@ -48,37 +65,46 @@ def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 class SoftmaxCrossEntropy(Function):
     """Per-row loss l = -sum_c q_c log softmax(z)_c for logits z of shape (M, C).
 
-    The target distribution q is either class indices with label smoothing eps
-    (q = (1 - eps) one_hot + eps / C) or given probabilities (smoothed the same way).
-    Backward, fused: dl/dz = softmax(z) * sum_c q_c - q. Rows whose index is ignore_index have q = 0.
+    The target distribution q is either class indices t with label smoothing eps
+    (q = (1 - eps) one_hot(t) + eps / C) or given probabilities t (smoothed the same way,
+    q = (1 - eps) t + eps / C). Rows whose index is ignore_index have q = 0.
+    Backward, fused: dl/dz = softmax(z) * sum_c q_c - q. Probabilities are an input of the graph
+    too: dl/dt_c = -(1 - eps) log softmax(z)_c (indices get no gradient).
     """
 
     def forward(self, logits, target, is_index, ignore_index, smoothing):
         num_classes = logits.shape[1]
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        self.probs = np.exp(log_probs)
+        self.is_index, self.smoothing = is_index, smoothing
         if is_index:
+            self.probs = np.exp(log_probs)
             self.kept = target != ignore_index
             self.target = np.where(self.kept, target, 0)
             picked = np.take_along_axis(log_probs, self.target[:, None], axis=1)[:, 0]
             loss = -(1.0 - smoothing) * picked - smoothing / num_classes * log_probs.sum(axis=1)
             loss = np.where(self.kept, loss, 0.0)
         else:
+            self.log_probs = log_probs  # softmax(z) = exp(log_probs), recomputed in backward
             self.q = target * (1.0 - smoothing) + smoothing / num_classes
             loss = -(self.q * log_probs).sum(axis=1)
-        self.is_index, self.smoothing = is_index, smoothing
         return loss.astype(logits.dtype, copy=False)
 
     def backward(self, grad):
-        num_classes = self.probs.shape[1]
         if self.is_index:
+            num_classes = self.probs.shape[1]
             dlogits = self.probs - self.smoothing / num_classes
             rows = np.arange(len(self.target))
             dlogits[rows, self.target] -= 1.0 - self.smoothing
             dlogits *= (grad * self.kept)[:, None]
-            return dlogits
-        return grad[:, None] * (self.probs * self.q.sum(axis=1, keepdims=True) - self.q)
+            return dlogits, None
+        dlogits = dtarget = None
+        if self.needs_input_grad[0]:
+            probs = np.exp(self.log_probs)
+            dlogits = grad[:, None] * (probs * self.q.sum(axis=1, keepdims=True) - self.q)
+        if self.needs_input_grad[1]:
+            dtarget = grad[:, None] * (-(1.0 - self.smoothing) * self.log_probs)
+        return dlogits, dtarget
 
 
 def _class_dim_last(x: Tensor) -> Tensor:
@@ -115,25 +141,29 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
     (N, d1, ...), or probabilities of the input's shape. With indices, 'mean' averages over the rows
     that are not ignore_index.
     """
-    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}")
     if input.dtype.kind != "f":
         raise DTypeError(f"cross_entropy: logits must be floating point, got {input.dtype}")
+    if not isinstance(target, Tensor):
+        target = np.asarray(target)
     is_index = target.dtype.kind in "iu"
     batch_shape = _batch_shape(input)
-    if not is_index and target.shape != input.shape:
-        raise ShapeError(f"cross_entropy: probability targets need the logits' shape {input.shape}, got {target.shape}")
     if is_index:
-        _check_class_indices("cross_entropy", input, target.data, ignore_index)
-        rows_target = target.data.reshape(-1)
-    else:
-        rows_target = _class_dim_last(F.as_tensor(target, input)).data.astype(input.dtype, copy=False)
+        indices = target.data if isinstance(target, Tensor) else target
+        _check_class_indices("cross_entropy", input, indices, ignore_index)
+        rows_target = Tensor(indices.reshape(-1))
+    else:  # probabilities: a float Tensor keeps its graph (and must match the logits' dtype)
+        target = _float_target("cross_entropy", input, target)
+        if target.shape != input.shape:
+            raise ShapeError(f"cross_entropy: probability targets need the logits' shape {input.shape}, "
+                             f"got {target.shape}")
+        rows_target = _class_dim_last(target)
     logits = _class_dim_last(input) if input.ndim >= 2 else input.reshape(1, -1)
-    losses = SoftmaxCrossEntropy.apply(logits, target=rows_target, is_index=is_index,
+    losses = SoftmaxCrossEntropy.apply(logits, rows_target, is_index=is_index,
                                        ignore_index=ignore_index, smoothing=label_smoothing)
     if reduction == "mean" and is_index:
-        kept = int((rows_target != ignore_index).sum())
+        kept = int((rows_target.data != ignore_index).sum())
         return losses.sum() / float(kept) if kept else losses.sum() * float("nan")
     if reduction == "none":
         return losses.reshape(batch_shape)
@@ -160,19 +190,23 @@ def nll_loss(input: Tensor, target: Any, ignore_index: int = -100, reduction: st
 
 class BCEWithLogits(Function):
     """l = max(z, 0) - z*y + log(1 + e^-|z|)  (= -y log s(z) - (1-y) log(1 - s(z)), never overflows);
-    dl/dz = sigmoid(z) - y."""
+    dl/dz = sigmoid(z) - y,  dl/dy = -z (soft targets may require grad, as in PyTorch)."""
 
     def forward(self, logits, target):
-        self.target = target
-        self.sigmoid = 0.5 * (1.0 + np.tanh(0.5 * logits))
+        self.logits, self.target = logits, target
         return np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
 
     def backward(self, grad):
-        return grad * (self.sigmoid - self.target)
+        grad_logits = grad_target = None
+        if self.needs_input_grad[0]:
+            grad_logits = grad * (stable_sigmoid(self.logits) - self.target)  # no overflow at |z| = 1e4
+        if self.needs_input_grad[1]:
+            grad_target = -grad * self.logits
+        return grad_logits, grad_target
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    target = F.as_tensor(target, input)
+    """Sigmoid + binary cross-entropy in one stable op; target: probabilities of the input's shape."""
+    target = _float_target("binary_cross_entropy_with_logits", input, target)
     _same_shape("binary_cross_entropy_with_logits", input, target)
-    return _reduce(BCEWithLogits.apply(input, target=target.data.astype(input.dtype, copy=False)),
-                   reduction, "binary_cross_entropy_with_logits")
+    return _reduce(BCEWithLogits.apply(input, target), reduction, "binary_cross_entropy_with_logits")

@@ -1,5 +1,6 @@
 """Claims the engine's docs make, each checked: activations act elementwise, MSE's mean is its sum over
-N, and the chain rule worked by hand equals what backward computes."""
+N, the chain rule worked by hand equals what backward computes, a 20,000-op chain differentiates, which ops
+convert integer operands, and comparisons are elementwise."""
 import numpy as np
 import pytest
 
@@ -72,3 +73,39 @@ def test_chain_rule_by_hand_equals_backward() -> None:
     assert wx.grad.item() == dL_dwx
     assert b.grad.item() == dL_db
     assert w.grad.item() == dL_dw
+
+
+def test_a_chain_of_20000_multiplications_differentiates() -> None:
+    """engine.md, "Order": the explicit stack lets a 20,000-op chain backpropagate (recursion stops near 1,000)."""
+    x = sz.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x
+    for _ in range(20_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, np.full(2, 1.0001 ** 20_000), rtol=1e-9)  # d/dx of x * 1.0001^20000
+
+
+def test_integers_are_converted_by_the_elementwise_binary_ops_only() -> None:
+    """engine.md, dtypes: + - * / ** and where convert an integer operand to the float dtype; matmul, linear,
+    the convolutions, cat and the unary float ops raise DTypeError."""
+    f = sz.tensor(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float64))
+    i = sz.tensor([[1, 2], [3, 4]])
+    for result in (f + i, i - f, f * i, i / f, f ** i, F.where(np.eye(2, dtype=bool), i, f)):
+        assert result.dtype == np.float64
+    for refused in (lambda: f @ i, lambda: F.linear(f, i), lambda: F.cat([f, i]),
+                    lambda: F.conv2d(sz.zeros(1, 1, 3, 3), sz.tensor(np.ones((1, 1, 2, 2), dtype=np.int64))),
+                    lambda: F.exp(i)):
+        with pytest.raises(sz.DTypeError):
+            refused()
+
+
+def test_comparisons_are_elementwise_and_arange_follows_torch() -> None:
+    """engine.md, the Tensor: `==` gives a boolean tensor ((pred == y).float().mean() is an accuracy), tensors
+    are found in a list by identity, and arange is int64 for ints, float32 with a float."""
+    pred, y = sz.tensor([1, 0, 2, 2]), sz.tensor([1, 1, 2, 0])
+    assert (pred == y).tolist() == [True, False, True, False]
+    assert (pred == y).float().mean().item() == 0.5
+    a, b = sz.tensor([1.0]), sz.tensor([1.0])
+    assert any(t is b for t in [a, b]) and not any(t is b for t in [a])  # identity, whatever the values
+    assert {a: "a", b: "b"}[b] == "b"
+    assert sz.arange(5).dtype == np.int64 and sz.arange(0.0, 5.0).dtype == np.float32

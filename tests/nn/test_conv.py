@@ -235,3 +235,37 @@ def test_mixing_float32_and_float64_is_a_clear_error() -> None:
         nn.Conv2d(3, 8, 3)(sz.tensor(rand(1, 3, 5, 5)))
     with pytest.raises(DTypeError, match="cannot mix"):
         F.conv2d(sz.tensor(rand(1, 3, 5, 5)), sz.zeros(2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("make, shape, message", [
+    (lambda m: m.Conv2d(3, 8, 5), (1, 3, 4, 9),
+     r"Conv2d\(3->8, k=5\) expected an input of spatial size at least \(5, 5\) for the kernel, padding and "
+     r"dilation, got shape \(1, 3, 4, 9\): too small \(output size would be \(0, 5\)\)"),
+    (lambda m: m.Conv2d(3, 8, 3, padding=1, dilation=3), (1, 3, 9, 4),
+     r"Conv2d\(3->8, k=3\) expected an input of spatial size at least \(5, 5\)"),
+    (lambda m: m.Conv1d(2, 4, 7), (1, 2, 6),
+     r"Conv1d\(2->4, k=7\) expected an input of spatial size at least \(7,\) .* got shape \(1, 2, 6\)"),
+    (lambda m: m.ConvTranspose2d(2, 4, 3, padding=2), (1, 2, 2, 5),
+     r"ConvTranspose2d\(2->4, k=3\) expected an input of spatial size at least \(3, 3\) .* got shape \(1, 2, 2, 5\)"),
+], ids=["Conv2d", "Conv2d dilated", "Conv1d", "ConvTranspose2d"])
+def test_too_small_an_input_names_the_layer_expected_and_given(make: Any, shape: tuple, message: str) -> None:
+    with pytest.raises(RuntimeError):
+        make(torch.nn)(torch.zeros(shape))
+    with pytest.raises(ShapeError, match=message):
+        make(nn)(sz.zeros(*shape))
+
+
+@pytest.mark.parametrize("make, smallest", [(lambda m: m.Conv2d(3, 8, 5), (5, 5)),
+                                            (lambda m: m.Conv2d(3, 8, 3, padding=1, dilation=3), (5, 5)),
+                                            (lambda m: m.ConvTranspose2d(2, 4, 3, padding=2), (3, 3))],
+                         ids=["Conv2d", "Conv2d dilated", "ConvTranspose2d"])
+def test_the_smallest_size_the_error_names_is_accepted(make: Any, smallest: tuple) -> None:
+    layer = make(nn)
+    channels = layer.in_channels
+    assert min(layer(sz.zeros(1, channels, *smallest)).shape[2:]) == 1
+    assert min(make(torch.nn)(torch.zeros(1, channels, *smallest)).shape[2:]) == 1
+
+
+def test_the_functional_op_keeps_its_own_name() -> None:
+    with pytest.raises(ShapeError, match=r"^conv2d: expected an input of spatial size at least \(5, 5\)"):
+        F.conv2d(sz.zeros(1, 3, 4, 9), sz.zeros(8, 3, 5, 5))

@@ -177,3 +177,11 @@ def test_manual_seed_reproduces_an_identical_model() -> None:
         np.testing.assert_array_equal(first[name], second[name])
     assert not np.array_equal(first["0.0.weight"], other["0.0.weight"])
     assert not np.array_equal(first["1.weight"], other["1.weight"])
+
+
+@pytest.mark.parametrize("name", ["kaiming_uniform_", "kaiming_normal_"])
+def test_kaiming_rejects_an_unknown_mode_as_torch(name: str) -> None:
+    with pytest.raises(ValueError):
+        getattr(torch.nn.init, name)(torch.empty(3, 4), mode="fan")
+    with pytest.raises(ValueError, match=rf"{name}: mode must be 'fan_in' or 'fan_out', got 'fan'"):
+        getattr(init, name)(sz.zeros(3, 4), mode="fan")

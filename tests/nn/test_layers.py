@@ -253,3 +253,14 @@ def test_layers_follow_the_input_dtype_after_a_cast() -> None:
                      (nn.Embedding(5, 4), ids(3, high=5))]:
         assert layer.double()(sz.tensor(x)).dtype == np.float64
         assert layer.float()(sz.tensor(x if x.dtype.kind == "i" else x.astype(np.float32))).dtype == np.float32
+
+
+def test_dropout_layer_gradcheck_with_the_mask_fixed_by_the_seed() -> None:
+    layer = nn.Dropout(0.4)
+
+    def fn(x):
+        sz.manual_seed(7)  # the same mask on every call
+        return layer(x)
+    dropped = fn(sz.tensor(np.ones((3, 5)))).data == 0
+    assert dropped.any() and not dropped.all()  # the mask both keeps and drops: the check is not trivial
+    gradcheck(fn, [rand(3, 5)])

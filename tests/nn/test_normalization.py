@@ -3,6 +3,7 @@ several steps, num_batches_tracked, state-dict interchange both ways; the fused 
 differences; clear errors."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -159,9 +160,23 @@ def test_wrong_input_is_a_clear_error() -> None:
         nn.BatchNorm2d(4)(sz.zeros(2, 3, 5, 5))
     with pytest.raises(ShapeError, match=r"BatchNorm1d\(4\) expected 2-D input \(N, C\) or 3-D input \(N, C, L\)"):
         nn.BatchNorm1d(4)(sz.zeros(2, 4, 5, 5))
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(4\) expected more than 1 value per channel when training, "
+                                         r"got input shape \(1, 4\)"):
         nn.BatchNorm1d(4)(sz.zeros(1, 4))
     with pytest.raises(DTypeError, match="float32 parameters but got float64"):
         nn.BatchNorm1d(4)(sz.tensor(rand(3, 4)))
     with pytest.raises(ValueError, match="eval mode needs running"):
         F.batch_norm(sz.zeros(2, 3), None, None, training=False)
+
+
+@pytest.mark.parametrize("make, shape", [(lambda m: m.BatchNorm1d(4), (1, 4)), (lambda m: m.BatchNorm1d(3), (1, 3, 1)),
+                                         (lambda m: m.BatchNorm2d(2), (1, 2, 1, 1))], ids=["1d N=1", "1d L=1", "2d 1x1"])
+def test_one_value_per_channel_in_training_names_the_layer_as_torch_refuses(make: Any, shape: tuple) -> None:
+    with pytest.raises(ValueError):
+        make(torch.nn)(torch.zeros(shape))
+    layer = make(nn)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{layer.describe()} expected more than 1 value per channel "
+                                                         f"when training, got input shape {shape}")):
+        layer(sz.zeros(*shape))
+    layer.eval()
+    assert layer(sz.zeros(*shape)).shape == shape  # eval uses the running statistics: one sample is fine

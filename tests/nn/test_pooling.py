@@ -227,3 +227,31 @@ def test_wrong_inputs_are_clear_errors() -> None:
         F.interpolate(sz.zeros(1, 2, 5, 5), scale_factor=2, align_corners=True)
     with pytest.raises(ShapeError, match="4-D input"):
         nn.Dropout2d()(sz.zeros(2, 3))
+
+
+def test_too_small_an_input_names_the_pooling_layer() -> None:
+    with pytest.raises(ShapeError, match=r"^MaxPool2d\(kernel_size=3, stride=3, padding=0, dilation=1\) expected an "
+                                         r"input of spatial size at least \(3, 3\) .* got \(2, 8\): too small"):
+        nn.MaxPool2d(3)(sz.zeros(1, 1, 2, 8))
+    with pytest.raises(ShapeError, match=r"^MaxPool1d\(.*\) expected an input of spatial size at least \(5,\)"):
+        nn.MaxPool1d(3, dilation=2)(sz.zeros(1, 1, 4))
+    with pytest.raises(ShapeError, match=r"^AvgPool2d\(.*\) expected an input of spatial size at least \(4, 4\)"):
+        nn.AvgPool2d(4)(sz.zeros(1, 1, 3, 8))
+    with pytest.raises(ShapeError, match=r"^max_pool2d: expected"):  # the op itself keeps its name
+        F.max_pool2d(sz.zeros(1, 1, 2, 8), 3)
+
+
+def test_dropout2d_layer_gradcheck_with_the_mask_fixed_by_the_seed() -> None:
+    layer = nn.Dropout2d(0.4)
+
+    def fn(x):
+        sz.manual_seed(7)  # the same mask on every call
+        return layer(x)
+    dropped = fn(sz.tensor(np.ones((3, 4, 2, 3)))).data == 0
+    assert dropped.any() and not dropped.all()  # the mask both keeps and drops: the check is not trivial
+    gradcheck(fn, [rand(3, 4, 2, 3)])
+
+
+def test_dropout2d_rejects_a_bad_probability_naming_the_layer() -> None:
+    with pytest.raises(ValueError, match=r"Dropout2d: probability must lie in \[0, 1\], got 1.5"):
+        nn.Dropout2d(1.5)

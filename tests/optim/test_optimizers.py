@@ -188,3 +188,83 @@ def test_float32_stays_float32(name, options):
     run_ours(opt, params, gradients(steps=3, dtype=np.float32))
     assert all(p.data.dtype == np.float32 for p in params)
     assert all(v.dtype == np.float32 for s in opt.state.values() for v in s.values() if isinstance(v, np.ndarray))
+
+
+def torch_state_dict_as_arrays(topt):
+    """torch's optimizer state dict with its tensors as NumPy arrays (what load_state_dict takes)."""
+    sd = topt.state_dict()
+    return {"state": {i: {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                      for i, s in sd["state"].items()},
+            "param_groups": sd["param_groups"]}
+
+
+@pytest.mark.parametrize("name,torch_options,fragments", [
+    ("Adam", dict(amsgrad=True), ["amsgrad=True", "Adam"]),
+    ("Adam", dict(maximize=True), ["maximize=True", "Adam"]),
+    ("Adam", dict(decoupled_weight_decay=True), ["decoupled_weight_decay=True", "Adam"]),
+    ("AdamW", dict(amsgrad=True), ["amsgrad=True", "AdamW"]),
+    ("SGD", dict(momentum=0.9, maximize=True), ["maximize=True", "SGD"]),
+])
+def test_load_state_dict_refuses_options_it_does_not_implement(name, torch_options, fragments):
+    """Loading torch's Adam(amsgrad=True) and stepping as plain Adam would silently diverge: refuse it,
+    and leave the optimizer as it was."""
+    arrays = make_params()
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
+    topt = getattr(torch.optim, name)(theirs, lr=0.01, **torch_options)
+    run_torch(topt, theirs, gradients(steps=3))
+    ours = [sz.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    opt = getattr(optim, name)(ours, lr=0.05)
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError) as info:
+        opt.load_state_dict(torch_state_dict_as_arrays(topt))
+    for fragment in fragments:
+        assert fragment in str(info.value), f"{fragment!r} not in {str(info.value)!r}"
+    assert opt.state == {} and opt.param_groups == before
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_load_state_dict_accepts_torchs_implementation_only_options(name):
+    """foreach / fused / differentiable choose how torch computes, not what: they load, and the
+    trajectory still matches torch's."""
+    options = dict(lr=0.01, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    arrays, grads = make_params(), gradients(steps=20)
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
+    topt = getattr(torch.optim, name)(theirs, foreach=False, **options)
+    run_torch(topt, theirs, grads[:10])
+    ours = [sz.Tensor(t.detach().numpy().copy(), requires_grad=True) for t in theirs]
+    opt = getattr(optim, name)(ours, **options)
+    opt.load_state_dict(torch_state_dict_as_arrays(topt))
+    run_ours(opt, ours, grads[10:])
+    run_torch(topt, theirs, grads[10:])
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,options,key", [("Adam", dict(lr=0.01), "exp_avg_sq"),
+                                              ("AdamW", dict(lr=0.01), "exp_avg"),
+                                              ("SGD", dict(lr=0.01, momentum=0.9), "momentum_buffer")])
+def test_load_state_dict_checks_state_shapes(name, options, key):
+    """A state array of the wrong shape is refused at load time, naming the parameter and both shapes
+    (not a NumPy broadcast error at the next step)."""
+    params = [sz.Tensor(a, requires_grad=True) for a in make_params()]
+    opt = getattr(optim, name)(params, **options)
+    run_ours(opt, params, gradients(steps=2))
+    saved = opt.state_dict()
+    saved["state"][1][key] = np.zeros((4, 3))  # parameter 1 has shape (3, 4)
+    fresh = getattr(optim, name)(params, **options)
+    with pytest.raises(ValueError) as info:
+        fresh.load_state_dict(saved)
+    message = str(info.value)
+    for fragment in [name, repr(key), "parameter 1", "(4, 3)", "(3, 4)"]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert fresh.state == {}
+
+
+def test_load_state_dict_refuses_state_for_an_unknown_parameter():
+    params = [sz.Tensor(a, requires_grad=True) for a in make_params()]
+    opt = optim.Adam(params, lr=0.01)
+    run_ours(opt, params, gradients(steps=1))
+    saved = opt.state_dict()
+    saved["state"][7] = saved["state"].pop(2)
+    with pytest.raises(KeyError, match="parameter 7"):
+        optim.Adam(params, lr=0.01).load_state_dict(saved)

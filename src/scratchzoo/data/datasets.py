@@ -171,10 +171,13 @@ def _stdlib_source() -> str:
     return "".join(pieces)[:STDLIB_CORPUS_CHARS]
 
 
+CORPORA = ("stdlib", "tinyshakespeare")  # the names text_corpus knows
+
+
 def text_corpus(name: str) -> str:
     """'tinyshakespeare' (~1.1 MB, cached or downloaded) or 'stdlib' (Python's own source, always here)."""
     if name == "tinyshakespeare":
         return cached_file("tinyshakespeare.txt", TINYSHAKESPEARE_URL).read_text(encoding="utf-8")
     if name == "stdlib":
         return _stdlib_source()
-    raise ValueError(f"text_corpus: unknown corpus {name!r}; choose 'tinyshakespeare' or 'stdlib'")
+    raise ValueError(f"text_corpus: unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")

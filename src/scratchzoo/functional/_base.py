@@ -9,14 +9,24 @@ import numpy as np
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
 
 
-def _axes(dim: Any, ndim: int) -> tuple[int, ...] | None:
+def _dim(dim: Any, ndim: int, op: str = "", new: bool = False) -> int:
+    """One dim in [-n, n) -> its index in [0, n), n = ndim (ndim + 1 when `new`: unsqueeze and stack insert a
+    dim, so they may name the slot after the last). A 0-d tensor takes 0 and -1, as in PyTorch. Anything else
+    is an IndexError naming the op, the dim and ndim: NumPy would wrap it around or fail far from the cause."""
+    size = builtins.max(ndim + 1 if new else ndim, 1)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -size <= dim < size:
+        prefix = f"{op}: " if op else ""
+        raise IndexError(f"{prefix}dim {dim} out of range for a tensor with {ndim} dims "
+                         f"(expected a dim in [{-size}, {size - 1}])")
+    return int(dim) % size
+
+
+def _axes(dim: Any, ndim: int, op: str = "") -> tuple[int, ...] | None:
+    """dim (an int, a sequence of ints, or None for all) -> sorted axes in [0, ndim), each checked by `_dim`."""
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    for d in dims:
-        if not -ndim <= d < builtins.max(ndim, 1):
-            raise IndexError(f"dim {d} out of range for a tensor with {ndim} dims")
-    return tuple(sorted(d % builtins.max(ndim, 1) for d in dims))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    return tuple(sorted(_dim(d, ndim, op) for d in dims))
 
 
 def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, unbroadcast
-from scratchzoo.functional._base import _axes, _pair, as_tensor
+from scratchzoo.functional._base import _axes, _dim, _pair, as_tensor
 
 
 class Add(Function):
@@ -73,20 +73,28 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = x^e;  dy/dx = e * x^(e-1),  dy/de = x^e * ln(x)."""
+    """y = x^e;  dy/dx = e * x^(e-1),  dy/de = x^e * ln(x).
+
+    At a zero base the formulas meet 0 * inf; PyTorch's masks pick the limits, and so do we:
+    dy/dx = 0 where e = 0 (x^0 = 1 is flat, also at x = 0), and dy/de = 0 where x = 0 and e >= 0
+    (0^e is constant in e there). Elsewhere inf and NaN pass through as PyTorch gives them.
+    """
 
     def forward(self, x, e):
         self.x, self.e = x, e
-        self.y = np.power(x, e)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.y = np.power(x, e)
         return self.y
 
     def backward(self, grad):
         grad_x = grad_e = None
-        if self.needs_input_grad[0]:
-            grad_x = unbroadcast(grad * self.e * np.power(self.x, self.e - 1), self.x.shape)
-        if self.needs_input_grad[1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                grad_e = unbroadcast(grad * self.y * np.log(self.x), self.e.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.needs_input_grad[0]:
+                dx = np.where(self.e == 0, 0.0, self.e * np.power(self.x, self.e - 1)).astype(grad.dtype, copy=False)
+                grad_x = unbroadcast(grad * dx, self.x.shape)
+            if self.needs_input_grad[1]:
+                de = np.where((self.x == 0) & (self.e >= 0), 0.0, self.y * np.log(self.x)).astype(grad.dtype, copy=False)
+                grad_e = unbroadcast(grad * de, self.e.shape)
         return grad_x, grad_e
 
 
@@ -228,24 +236,24 @@ class ValuesIndices(NamedTuple):
 
 
 def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    return Sum.apply(x, axes=_axes(dim, x.ndim), keepdim=keepdim)
+    return Sum.apply(x, axes=_axes(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     if x.dtype.kind != "f":
         raise DTypeError(f"mean: needs a floating-point tensor, got {x.dtype}")
-    return Mean.apply(x, axes=_axes(dim, x.ndim), keepdim=keepdim)
+    return Mean.apply(x, axes=_axes(dim, x.ndim, "mean"), keepdim=keepdim)
 
 
 def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
     """Variance; `unbiased=True` divides by n - 1 (Bessel's correction), as torch.var does."""
-    return Var.apply(x, axes=_axes(dim, x.ndim), keepdim=keepdim, correction=1 if unbiased else 0)
+    return Var.apply(x, axes=_axes(dim, x.ndim, "var"), keepdim=keepdim, correction=1 if unbiased else 0)
 
 
 def _max_min(x: Tensor, dim: int | None, keepdim: bool, is_max: bool) -> Any:
     if dim is None:
         return MaxMin.apply(x, dim=None, keepdim=False, is_max=is_max)
-    axis = _axes(dim, x.ndim)[0]
+    axis = _axes(dim, x.ndim, "max" if is_max else "min")[0]
     values = MaxMin.apply(x, dim=axis, keepdim=keepdim, is_max=is_max)
     pick = np.argmax if is_max else np.argmin
     return ValuesIndices(values, Tensor(pick(x.data, axis=axis, keepdims=keepdim)))
@@ -260,9 +268,22 @@ def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     return _max_min(x, dim, keepdim, is_max=False)
 
 
+def _arg_max_min(op: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
+    """Indices of the largest (smallest) entry, over the flattened tensor or along `dim` (outside the graph)."""
+    pick = np.argmax if op == "argmax" else np.argmin
+    if dim is None:
+        return Tensor(pick(x.data, axis=None, keepdims=keepdim))
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int or None, got {dim!r}")
+    axis = _dim(dim, x.ndim, op)  # a clear IndexError (op, dim, ndim); a 0-d tensor takes 0 or -1
+    if x.ndim == 0:  # the one entry is at index 0
+        return Tensor(np.zeros((), dtype=np.int64))
+    return Tensor(pick(x.data, axis=axis, keepdims=keepdim))
+
+
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    return Tensor(np.argmax(x.data, axis=dim, keepdims=keepdim))
+    return _arg_max_min("argmax", x, dim, keepdim)
 
 
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    return Tensor(np.argmin(x.data, axis=dim, keepdims=keepdim))
+    return _arg_max_min("argmin", x, dim, keepdim)

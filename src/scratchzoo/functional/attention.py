@@ -14,7 +14,7 @@ import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, unbroadcast
 from scratchzoo.functional._base import as_tensor
-from scratchzoo.rng import generator
+from scratchzoo.functional.layers import dropout_mask
 
 
 def _swap(a: np.ndarray) -> np.ndarray:
@@ -80,8 +80,7 @@ class ScaledDotProductAttention(_AttentionBase):
         self._keep(q, k, mask, weights, scale)
         self.v, self.drop_mask = v, None
         if dropout_p > 0.0:
-            keep = generator().random(weights.shape) >= dropout_p
-            self.drop_mask = keep.astype(weights.dtype) * weights.dtype.type(1.0 / (1.0 - dropout_p))
+            self.drop_mask = dropout_mask(weights.shape, dropout_p, weights.dtype)  # one draw per weight
             return (weights * self.drop_mask) @ v
         return weights @ v
 

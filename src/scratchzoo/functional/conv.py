@@ -62,6 +62,11 @@ class ConvGeometry:
         return tuple((n + lo + hi - d * (k - 1) - 1) // s + 1  # type: ignore[return-value]
                      for n, (lo, hi), k, s, d in zip(in_hw, self.pads, self.kernel, self.stride, self.dilation))
 
+    def min_in_size(self) -> tuple[int, int]:
+        """The smallest input with out >= 1: the dilated kernel, dilation*(kernel-1) + 1, must fit in the padded input."""
+        return tuple(max(1, d * (k - 1) + 1 - lo - hi)  # type: ignore[return-value]
+                     for (lo, hi), k, d in zip(self.pads, self.kernel, self.dilation))
+
 
 def conv_pads(padding: Any, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
               op: str) -> Pads:
@@ -278,10 +283,10 @@ def _check_conv_shapes(op: str, x: Tensor, weight: Tensor, bias: Tensor | None, 
         raise ShapeError(f"{op}: bias of shape {bias.shape}, expected ({out_channels},)")
 
 
-def _check_out_size(op: str, x: Tensor, out_hw: Sequence[int]) -> None:
+def _check_out_size(op: str, x: Tensor, out_hw: Sequence[int], min_hw: Sequence[int]) -> None:
     if any(s < 1 for s in out_hw):
-        raise ShapeError(f"{op}: input of shape {x.shape} is too small for the kernel, padding and dilation "
-                         f"(output size would be {tuple(out_hw)})")
+        raise ShapeError(f"{op}: expected an input of spatial size at least {tuple(min_hw)} for the kernel, padding "
+                         f"and dilation, got shape {x.shape}: too small (output size would be {tuple(out_hw)})")
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
@@ -299,7 +304,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
     if min(stride + dilation) < 1:
         raise ValueError(f"conv2d: stride and dilation must be positive, got {stride} and {dilation}")
     geo = ConvGeometry(kernel, stride, dilation, conv_pads(padding, kernel, stride, dilation, "conv2d"), groups)
-    _check_out_size("conv2d", x, geo.out_size(x.shape[2:]))
+    _check_out_size("conv2d", x, geo.out_size(x.shape[2:]), geo.min_in_size())
     return Conv2dOp.apply(*tensors, geo=geo)
 
 
@@ -319,7 +324,7 @@ def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 
         raise ValueError(f"conv1d: padding='same' is not supported for strided convolutions (stride {s})")
     kernel = (1, weight.shape[2])
     geo = ConvGeometry(kernel, (1, s), (1, d), conv_pads(pad2, kernel, (1, s), (1, d), "conv1d"), groups)
-    _check_out_size("conv1d", x, geo.out_size((1, x.shape[2]))[1:])  # errors in 1-D terms, before conv2d
+    _check_out_size("conv1d", x, geo.out_size((1, x.shape[2]))[1:], geo.min_in_size()[1:])  # in 1-D terms
     y = conv2d(unsqueeze(x, 2), unsqueeze(weight, 2), tensors[2] if bias is not None else None,
                (1, s), pad2, (1, d), groups)
     return squeeze(y, 2)
@@ -351,7 +356,10 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     out_hw = tuple((n - 1) * s - lo - hi + d * (k - 1) + extra + 1
                    for n, (lo, hi), k, s, d, extra in zip(x.shape[2:], geo.pads, kernel, stride, dilation,
                                                           output_padding))
-    _check_out_size(op, x, out_hw)
+    # out >= 1  <=>  (in - 1) * stride >= pads - dilation*(kernel-1) - output_padding
+    min_hw = tuple(1 + max(0, -(-(lo + hi - d * (k - 1) - extra) // s))
+                   for (lo, hi), k, s, d, extra in zip(geo.pads, kernel, stride, dilation, output_padding))
+    _check_out_size(op, x, out_hw, min_hw)
     return ConvTranspose2dOp.apply(*tensors, geo=geo, out_hw=out_hw)
 
 

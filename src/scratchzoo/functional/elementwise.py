@@ -7,7 +7,7 @@ import numpy as np
 
 from scratchzoo.autograd import Function, Tensor
 from scratchzoo.special import erf
-from scratchzoo.functional._base import _axes, _unary
+from scratchzoo.functional._base import _dim, _unary
 
 
 class Exp(Function):
@@ -80,11 +80,24 @@ class Tanh(Function):
         return grad * (1.0 - self.y * self.y)
 
 
+def sigmoid_from_tanh_half(t: np.ndarray) -> np.ndarray:
+    """sigma(x) given t = tanh(x/2):  1 / (1 + e^-x) = (1 + tanh(x/2)) / 2.  For ops that already hold
+    tanh(x/2), such as the fused LSTM and GRU steps, which take every gate's tanh in one call."""
+    return 0.5 * (1.0 + t)
+
+
+def stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """sigma(x) = 1 / (1 + e^-x) of a NumPy array, as (1 + tanh(x/2)) / 2: e^-x overflows for x < -88 in
+    float32 (a warning, and inf on the way), tanh never does. The one place the formula is written: every
+    op that needs a sigmoid in forward or backward (Sigmoid, SiLU, softplus, the losses) calls this."""
+    return sigmoid_from_tanh_half(np.tanh(0.5 * x))
+
+
 class Sigmoid(Function):
-    """y = 1 / (1 + e^-x);  dy/dx = y (1 - y).  Computed as (1 + tanh(x/2)) / 2: no overflow."""
+    """y = 1 / (1 + e^-x);  dy/dx = y (1 - y).  Computed by `stable_sigmoid`: no overflow."""
 
     def forward(self, x):
-        self.y = 0.5 * (1.0 + np.tanh(0.5 * x))
+        self.y = stable_sigmoid(x)
         return self.y
 
     def backward(self, grad):
@@ -182,7 +195,7 @@ class SiLU(Function):
 
     def forward(self, x):
         self.x = x
-        self.s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        self.s = stable_sigmoid(x)
         return x * self.s
 
     def backward(self, grad):
@@ -265,8 +278,8 @@ class LogSoftmax(Function):
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return _unary(Softmax, x, dim=_axes(dim, x.ndim)[0])
+    return _unary(Softmax, x, dim=_dim(dim, x.ndim, "softmax"))
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return _unary(LogSoftmax, x, dim=_axes(dim, x.ndim)[0])
+    return _unary(LogSoftmax, x, dim=_dim(dim, x.ndim, "log_softmax"))

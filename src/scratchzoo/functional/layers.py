@@ -63,12 +63,25 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return LinearOp.apply(*inputs)
 
 
+def dropout_mask(shape: tuple[int, ...], p: float, dtype: np.dtype) -> np.ndarray:
+    """m / (1 - p) with m ~ Bernoulli(1 - p) drawn from the library's generator (so manual_seed repeats it):
+    1/(1-p) where kept, 0 where dropped, so E[x * mask] = x. Shared by every dropout op (elements, channels,
+    attention weights); each says which shape gets one draw."""
+    keep = generator().random(shape) >= p
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
+def check_probability(name: str, p: float) -> None:
+    """A dropout probability lies in [0, 1]; `name` is the op or layer that was given it."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: probability must lie in [0, 1], got {p}")
+
+
 class Dropout(Function):
     """Training: y = x * m / (1 - p), m ~ Bernoulli(1 - p), so E[y] = x;  dx = dy * m / (1 - p)."""
 
     def forward(self, x, p):
-        keep = generator().random(x.shape) >= p
-        self.scaled_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+        self.scaled_mask = dropout_mask(x.shape, p, x.dtype)
         return x * self.scaled_mask
 
     def backward(self, grad):
@@ -77,8 +90,7 @@ class Dropout(Function):
 
 def apply_dropout(op: type[Function], name: str, x: Tensor, p: float, training: bool) -> Tensor:
     """The rules every dropout variant shares: p in [0, 1]; identity in eval or for p = 0; zeros for p = 1."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name}: probability must lie in [0, 1], got {p}")
+    check_probability(name, p)
     if not training or p == 0.0:
         return x
     if p == 1.0:

@@ -17,10 +17,9 @@ import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
 from scratchzoo.functional._base import as_tensor
-from scratchzoo.functional.layers import apply_dropout
+from scratchzoo.functional.layers import apply_dropout, dropout_mask
 from scratchzoo.functional.conv import _ntuple
 from scratchzoo.functional.shape import squeeze, unsqueeze
-from scratchzoo.rng import generator
 
 
 def _tap(a: np.ndarray, i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int],
@@ -47,8 +46,9 @@ def _pool_out_size(op: str, x_hw: Sequence[int], kernel: tuple[int, int], stride
     out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(x_hw, kernel, stride, padding,
                                                                                dilation))
     if min(out) < 1:
-        raise ShapeError(f"{op}: input of spatial size {tuple(x_hw)} is too small for kernel {kernel}, "
-                         f"padding {padding} and dilation {dilation}")
+        smallest = tuple(max(1, d * (k - 1) + 1 - 2 * p) for k, p, d in zip(kernel, padding, dilation))
+        raise ShapeError(f"{op}: expected an input of spatial size at least {smallest} for kernel {kernel}, "
+                         f"padding {padding} and dilation {dilation}, got {tuple(x_hw)}: too small")
     return out  # type: ignore[return-value]
 
 
@@ -382,9 +382,7 @@ class Dropout2dOp(Function):
     map is kept or zeroed, so E[y] = x;  dx = dy * m / (1 - p)."""
 
     def forward(self, x, p):
-        keep = generator().random(x.shape[:2]) >= p
-        self.scaled_mask = (keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))).reshape(
-            x.shape[:2] + (1,) * (x.ndim - 2))
+        self.scaled_mask = dropout_mask(x.shape[:2], p, x.dtype).reshape(x.shape[:2] + (1,) * (x.ndim - 2))
         return x * self.scaled_mask
 
     def backward(self, grad):

@@ -34,39 +34,20 @@ import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
 from scratchzoo.functional._base import as_tensor
-from scratchzoo.functional.elementwise import LeakyReLU, Tanh
+from scratchzoo.functional.elementwise import LeakyReLU, Tanh, sigmoid_from_tanh_half
+from scratchzoo.functional.shape import Index
 
 
 # ============================================================================ taking rows out of a result
 
 
-class FirstAxisSlice(Function):
-    """y = x[key] for an int or a slice on the first axis;  dx = zeros with dy written into those rows.
-
-    What `index` does for these keys, minus its cost: its backward scatters with np.add.at (right for
-    any key, repeated indices included) which is ~100x slower than assignment for a plain slice.
-    """
-
-    def forward(self, x, key):
-        self.shape, self.key = x.shape, key
-        return x[key]
-
-    def backward(self, grad):
-        out = np.zeros(self.shape, dtype=grad.dtype)
-        out[self.key] = grad
-        return out
-
-
 def _rows(x: Tensor, key: int | slice) -> Tensor:
-    return FirstAxisSlice.apply(x, key=key)
+    """x[key] for an int or a slice on the first axis: the engine's Index op, whose backward writes dy into
+    those rows with a plain assignment (basic indexing picks each row once; no np.add.at)."""
+    return Index.apply(x, key=key)
 
 
 # ============================================================================ step ops
-
-
-def _sigmoid_from_tanh(t: np.ndarray) -> np.ndarray:
-    """sigma(x) = (1 + tanh(x/2)) / 2 (the engine's Sigmoid: no overflow): given t = tanh(x/2)."""
-    return 0.5 * t + 0.5
 
 
 class LSTMCellOp(Function):
@@ -93,7 +74,7 @@ class LSTMCellOp(Function):
         half = np.full(4 * H, 0.5, dtype=gates.dtype)
         half[2 * H:3 * H] = 1.0                       # the g columns take a plain tanh
         self.t = np.tanh(gates * half)                # tanh(x/2) for i, f, o; tanh(x) for g
-        s = _sigmoid_from_tanh(self.t)
+        s = sigmoid_from_tanh_half(self.t)
         self.i, self.f, self.o = s[..., :H], s[..., H:2 * H], s[..., 3 * H:]
         self.g = self.t[..., 2 * H:3 * H]
         self.c_prev = c_prev
@@ -134,7 +115,7 @@ class GRUCellOp(Function):
     def forward(self, gx, gh, h_prev):
         H = h_prev.shape[-1]
         self.t = np.tanh(0.5 * (gx[..., :2 * H] + gh[..., :2 * H]))   # tanh(x/2) for r and z
-        rz = _sigmoid_from_tanh(self.t)
+        rz = sigmoid_from_tanh_half(self.t)
         self.r, self.z = rz[..., :H], rz[..., H:]
         self.gh_n = gh[..., 2 * H:]
         self.n = np.tanh(gx[..., 2 * H:] + self.r * self.gh_n)

@@ -9,12 +9,12 @@ np.add.at (what `F.index` uses) when rows are picked a few times each.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
-from scratchzoo.functional._base import _axes, _unary
+from scratchzoo.functional._base import _dim, _unary
+from scratchzoo.functional.arithmetic import ValuesIndices
+from scratchzoo.functional.elementwise import stable_sigmoid
 from scratchzoo.functional.shape import index
 
 
@@ -26,18 +26,12 @@ class Softplus(Function):
         return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
     def backward(self, grad):
-        return grad * (0.5 * (1.0 + np.tanh(0.5 * self.x)))  # sigmoid(x), written without overflow
+        return grad * stable_sigmoid(self.x)
 
 
 def softplus(x: Tensor) -> Tensor:
     """A smooth, always-positive version of relu: log(1 + e^x) (torch's default beta=1)."""
     return _unary(Softplus, x)
-
-
-class ValuesIndices(NamedTuple):
-    """What `topk` returns, as torch.return_types.topk."""
-    values: Tensor
-    indices: Tensor
 
 
 def topk(x: Tensor, k: int, dim: int = -1) -> ValuesIndices:
@@ -48,7 +42,7 @@ def topk(x: Tensor, k: int, dim: int = -1) -> ValuesIndices:
     """
     if x.dtype.kind != "f":
         raise DTypeError(f"topk: needs a floating-point tensor, got {x.dtype}")
-    axis = _axes(dim, x.ndim)[0]
+    axis = _dim(dim, x.ndim, "topk")
     if not 1 <= k <= x.shape[axis]:
         raise ShapeError(f"topk: k must lie in [1, {x.shape[axis]}] for dim {dim} of shape {x.shape}, got {k}")
     order = np.argsort(-x.data, axis=axis, kind="stable")  # descending; stable keeps ties in index order

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, unbroadcast
-from scratchzoo.functional._base import _axes, _pair, as_tensor
+from scratchzoo.functional._base import _dim, _pair, as_tensor
 
 
 class Reshape(Function):
@@ -65,36 +65,42 @@ def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    start, end = _dim(start_dim, x.ndim, "flatten"), _dim(end_dim, x.ndim, "flatten")
     if x.ndim == 0:
         return reshape(x, (1,))
-    start, end = start_dim % x.ndim, end_dim % x.ndim
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                         f"for a tensor with {x.ndim} dims")
     return reshape(x, x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:])
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    if not -(x.ndim + 1) <= dim <= x.ndim:
-        raise IndexError(f"unsqueeze: dim {dim} out of range for a tensor with {x.ndim} dims")
-    dim = dim % (x.ndim + 1)
+    dim = _dim(dim, x.ndim, "unsqueeze", new=True)
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
-    dim = _axes(dim, x.ndim)[0]
-    if x.shape[dim] != 1:
+    dim = _dim(dim, x.ndim, "squeeze")
+    if x.ndim == 0 or x.shape[dim] != 1:
         return x
     return reshape(x, x.shape[:dim] + x.shape[dim + 1:])
 
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
-    dims = tuple(d % x.ndim for d in dims)
+    given = tuple(dims)
+    dims = tuple(_dim(d, x.ndim, "permute") for d in given)
     if sorted(dims) != list(range(x.ndim)):
-        raise ShapeError(f"permute: {tuple(dims)} is not an order of the {x.ndim} dims of shape {x.shape}")
+        raise ShapeError(f"permute: expected an order of all {x.ndim} dims of shape {x.shape}, each once, "
+                         f"got {given}")
     return Permute.apply(x, dims=dims)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    dim0, dim1 = _dim(dim0, x.ndim, "transpose"), _dim(dim1, x.ndim, "transpose")
+    if x.ndim == 0:
+        return x
     dims = list(range(x.ndim))
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, dims)
@@ -229,7 +235,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
-    dim = _axes(dim, tensors[0].ndim)[0]
+    dim = _dim(dim, tensors[0].ndim, "cat")
     first = tensors[0]
     for t in tensors[1:]:
         if t.dtype != first.dtype:
@@ -241,17 +247,21 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor, got an empty sequence")
     if any(t.shape != tensors[0].shape for t in tensors):
         raise ShapeError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
-    dim = dim % (tensors[0].ndim + 1)
+    dim = _dim(dim, tensors[0].ndim, "stack", new=True)
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
 def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> list[Tensor]:
     """As torch.split: an int gives chunks of that size (the last may be smaller), a list gives sizes."""
-    dim = _axes(dim, x.ndim)[0]
+    dim = _dim(dim, x.ndim, "split")
     length = x.shape[dim]
     if isinstance(split_size_or_sections, int):
+        if split_size_or_sections < 1:
+            raise ValueError(f"split: split_size must be a positive int, got {split_size_or_sections}")
         sizes = [builtins.min(split_size_or_sections, length - start)
                  for start in range(0, length, split_size_or_sections)]
     else:
@@ -267,12 +277,20 @@ def split(x: Tensor, split_size_or_sections: Any, dim: int = 0) -> list[Tensor]:
 
 
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> list[Tensor]:
+    dim = _dim(dim, x.ndim, "chunk")
+    if chunks < 1:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks}")
     return split(x, -(-x.shape[dim] // chunks), dim)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     a, b = _pair("where", a, b)
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    try:
+        np.broadcast_shapes(condition.shape, a.shape, b.shape)
+    except ValueError:
+        raise ShapeError(f"where: condition of shape {condition.shape} does not broadcast with the values' "
+                         f"shapes {a.shape} and {b.shape}") from None
     return Where.apply(a, b, condition=condition)
 
 

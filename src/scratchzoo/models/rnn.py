@@ -11,14 +11,15 @@ A recurrent layer reads a sequence one step at a time and carries a hidden state
 SequenceClassifier:  x (N, T, F) -> recurrent layer -> h_T of the last layer (N, H) -> Linear -> logits (N, C)
 CharLM:              ids (B, T) -> Embedding (B, T, E) -> recurrent layer (B, T, H) -> Linear -> logits (B, T, V)
 
-`generate` decodes from a CharLM: greedy (the argmax of y_t at every step) when temperature is 0,
-otherwise a draw from softmax(y_t / temperature), optionally restricted to the top-k scores. The state
-is carried from step to step, so the prefix is read once, never recomputed.
+`stream` decodes from a CharLM one id at a time (`generate` collects them): greedy (the argmax of y_t at
+every step) when temperature is 0, otherwise a draw from softmax(y_t / temperature), optionally restricted
+to the top-k scores or the top-p mass (scratchzoo/sampling.py). The state is carried from step to step, so
+the prefix is read once, never recomputed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -106,20 +107,29 @@ def detach_state(state: Any) -> Any:
 
 
 @no_grad()
-def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None) -> np.ndarray:
-    """Continue `prompt_ids` by `max_new_tokens` ids; returns prompt + new ids (1-D int64).
+def stream(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float | None = None) -> Iterator[int]:
+    """Yield the `max_new_tokens` ids that continue `prompt_ids`, one at a time (to print as they come).
 
-    The prompt is read once; after that each step feeds only the newest id with the carried state.
+    The prompt is read once; after that each step feeds only the newest id with the carried state. Eval
+    mode for the whole generation (the caller's mode back after); no graph is recorded.
     """
     prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
     if prompt.size == 0:
         raise ValueError("generate: the prompt needs at least one id")
-    out = list(prompt)
     with eval_mode(model):
-        logits, state = model(Tensor(prompt[None, :]))      # (1, T, V)
+        state, fed = None, prompt[None, :]                   # (1, T): the prompt first, then one id a step
         for _ in range(max_new_tokens):
-            token = int(sample_next(logits.data[:, -1], temperature, top_k)[0])
-            out.append(token)
-            logits, state = model(Tensor(np.array([[token]], dtype=np.int64)), state)
-    return np.array(out, dtype=np.int64)
+            with no_grad():  # around the model only: the caller's code runs between the yields
+                logits, state = model(Tensor(fed), state)    # (1, T, V)
+            token = int(sample_next(logits.data[:, -1], temperature, top_k, top_p)[0])
+            yield token
+            fed = np.array([[token]], dtype=np.int64)
+
+
+def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
+    """Continue `prompt_ids` by `max_new_tokens` ids (`stream`); returns prompt + new ids (1-D int64)."""
+    prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
+    new = list(stream(model, prompt, max_new_tokens, temperature, top_k, top_p))
+    return np.concatenate([prompt, np.array(new, dtype=np.int64)])

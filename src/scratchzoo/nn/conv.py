@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from scratchzoo import functional as F
 from scratchzoo.autograd import ShapeError, Tensor
 from scratchzoo.functional.conv import _ntuple
 from scratchzoo.nn import init
-from scratchzoo.nn.module import Module, Parameter, check_input
+from scratchzoo.nn.module import Module, check_input, empty_parameter, op_errors
 
 _LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)"}
 
@@ -62,9 +60,9 @@ class _ConvNd(Module):
             self.padding = _ntuple(padding, nd, "padding", name)
         # Conv: (out, in/groups, *kernel); transposed: (in, out/groups, *kernel), as PyTorch.
         shape = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
-        self.weight = Parameter(np.empty(shape + self.kernel_size, dtype=np.float32))
+        self.weight = empty_parameter(*shape, *self.kernel_size)
         if bias:
-            self.bias = Parameter(np.empty(out_channels, dtype=np.float32))
+            self.bias = empty_parameter(out_channels)
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
@@ -107,7 +105,8 @@ class Conv1d(_ConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        with op_errors(self, "conv1d"):
+            return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class Conv2d(_ConvNd):
@@ -123,7 +122,8 @@ class Conv2d(_ConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        with op_errors(self, "conv2d"):
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class ConvTranspose2d(_ConvNd):
@@ -144,5 +144,6 @@ class ConvTranspose2d(_ConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                                  self.groups, self.dilation)
+        with op_errors(self, "conv_transpose2d"):
+            return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                                      self.groups, self.dilation)

@@ -13,11 +13,8 @@ import numpy as np
 from scratchzoo import functional as F
 from scratchzoo.autograd import DTypeError, ShapeError, Tensor
 from scratchzoo.nn import init
-from scratchzoo.nn.module import Module, Parameter, check_input
-
-
-def _empty(*shape: int) -> Parameter:
-    return Parameter(np.empty(shape, dtype=np.float32))
+from scratchzoo.functional.layers import check_probability
+from scratchzoo.nn.module import Module, Parameter, check_input, empty_parameter
 
 
 class Linear(Module):
@@ -26,10 +23,10 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = _empty(out_features, in_features)
+        self.weight = empty_parameter(out_features, in_features)
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # PyTorch's default: U(+-1/sqrt(in_features))
         if bias:
-            self.bias = init.default_bias_(_empty(out_features), self.weight)
+            self.bias = init.default_bias_(empty_parameter(out_features), self.weight)
         else:
             self.register_parameter("bias", None)
 
@@ -70,8 +67,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: probability must lie in [0, 1], got {p}")
+        check_probability("Dropout", p)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
@@ -91,7 +87,7 @@ class Embedding(Module):
             raise ValueError(f"Embedding: padding_idx must lie in [-{num_embeddings}, {num_embeddings}), got {padding_idx}")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = None if padding_idx is None else padding_idx % num_embeddings
-        self.weight = init.normal_(_empty(num_embeddings, embedding_dim))
+        self.weight = init.normal_(empty_parameter(num_embeddings, embedding_dim))
         if self.padding_idx is not None:
             self.weight.data[self.padding_idx] = 0
 

@@ -26,6 +26,11 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def empty_parameter(*shape: int) -> Parameter:
+    """An uninitialised float32 Parameter of `shape`, for a layer's constructor to fill with an init function."""
+    return Parameter(np.empty(shape, dtype=np.float32))
+
+
 class StateDictError(KeyError):
     """A state dict that does not fit the module: lists missing, unexpected and mis-shaped keys."""
 
@@ -330,3 +335,19 @@ def check_input(layer: Module, x: Any, *, last_dim: int | None = None, ndims: tu
         if param is not None and param.dtype != x.dtype:
             raise DTypeError(f"{layer.describe()} has {param.dtype} parameters but got {x.dtype} input; "
                              f"cast one with .to(dtype)")
+
+
+@contextmanager
+def op_errors(layer: Module, op: str) -> Iterator[None]:
+    """Around the functional op a layer's forward calls: the op's own checks run once, but an error it raises
+    ("batch_norm: expected more than 1 value per channel ...") comes out naming the layer ("BatchNorm1d(4)
+    expected more than 1 value per channel ..."), the same exception type: the learner called the layer, and
+    the layer's name and sizes are what they can act on. Other errors pass through untouched."""
+    try:
+        yield
+    except (ValueError, TypeError, IndexError) as error:
+        message, prefix = str(error), op + ": "
+        if not message.startswith(prefix):
+            raise
+        rest = message[len(prefix):]
+        raise type(error)(f"{layer.describe()}{' ' if rest.startswith('expected') else ': '}{rest}") from None

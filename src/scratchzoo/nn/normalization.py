@@ -13,7 +13,7 @@ import numpy as np
 from scratchzoo import functional as F
 from scratchzoo.autograd import Tensor
 from scratchzoo.nn.conv import check_channels
-from scratchzoo.nn.module import Module, Parameter
+from scratchzoo.nn.module import Module, Parameter, op_errors
 
 
 class _BatchNorm(Module):
@@ -59,8 +59,9 @@ class _BatchNorm(Module):
         # Batch statistics in training, and in eval when nothing was tracked; else the running ones.
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch, factor, self.eps)
+        with op_errors(self, "batch_norm"):
+            return F.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
+                                self.weight, self.bias, use_batch, factor, self.eps)
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.num_features})"

@@ -12,7 +12,8 @@ from typing import Any
 
 from scratchzoo import functional as F
 from scratchzoo.autograd import ShapeError, Tensor
-from scratchzoo.nn.module import Module, check_input
+from scratchzoo.functional.layers import check_probability
+from scratchzoo.nn.module import Module, check_input, op_errors
 
 _LAYOUTS = {3: "(N, C, L)", 4: "(N, C, H, W)"}
 
@@ -39,7 +40,8 @@ class _MaxPoolNd(Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_rank(self, x, (self._nd + 2,))
         pool = F.max_pool1d if self._nd == 1 else F.max_pool2d
-        return pool(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        with op_errors(self, pool.__name__):
+            return pool(x, self.kernel_size, self.stride, self.padding, self.dilation)
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -65,7 +67,8 @@ class AvgPool2d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_rank(self, x, (4,))
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad)
+        with op_errors(self, "avg_pool2d"):
+            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.count_include_pad)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -80,7 +83,8 @@ class AdaptiveAvgPool1d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_rank(self, x, (3,))
-        return F.adaptive_avg_pool1d(x, self.output_size)
+        with op_errors(self, "adaptive_avg_pool1d"):
+            return F.adaptive_avg_pool1d(x, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -96,7 +100,8 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_rank(self, x, (4,))
-        return F.adaptive_avg_pool2d(x, self.output_size)
+        with op_errors(self, "adaptive_avg_pool2d"):
+            return F.adaptive_avg_pool2d(x, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -120,7 +125,8 @@ class Upsample(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_rank(self, x, (3, 4))
-        return F.interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners)
+        with op_errors(self, "interpolate"):
+            return F.interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners)
 
     def extra_repr(self) -> str:
         info = f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None else f"size={self.size!r}"
@@ -133,8 +139,7 @@ class Dropout2d(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout2d: probability must lie in [0, 1], got {p}")
+        check_probability("Dropout2d", p)
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

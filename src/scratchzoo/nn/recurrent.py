@@ -22,13 +22,9 @@ from scratchzoo import functional as F
 from scratchzoo.autograd import DTypeError, ShapeError, Tensor, no_grad
 from scratchzoo.functional import recurrent as R
 from scratchzoo.nn import init
-from scratchzoo.nn.module import Module, Parameter, check_input
+from scratchzoo.nn.module import Module, check_input, empty_parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
-
-def _empty(*shape: int) -> Parameter:
-    return Parameter(np.empty(shape, dtype=np.float32))
 
 
 def _nonlinearity_mode(nonlinearity: str, name: str) -> str:
@@ -52,10 +48,22 @@ def _gate_activations(gates: Tensor) -> LSTMGates:
     return LSTMGates(F.sigmoid(i), F.sigmoid(f), F.tanh(g), F.sigmoid(o))
 
 
+class _Recurrent(Module):
+    """What the cells and the sequence layers share: PyTorch's initialisation of their `hidden_size` state."""
+
+    hidden_size: int
+
+    def reset_parameters(self) -> None:
+        """PyTorch's init for recurrent layers: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -bound, bound)
+
+
 # ============================================================================ cells: one time step
 
 
-class RNNCellBase(Module):
+class RNNCellBase(_Recurrent):
     """Shared by the cells: weight_ih (G*H, in), weight_hh (G*H, H), bias_ih, bias_hh (G*H,)."""
 
     mode = "RNN_TANH"
@@ -67,21 +75,15 @@ class RNNCellBase(Module):
                              f"got {input_size} and {hidden_size}")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         rows = _GATES[self.mode] * hidden_size
-        self.weight_ih = _empty(rows, input_size)
-        self.weight_hh = _empty(rows, hidden_size)
+        self.weight_ih = empty_parameter(rows, input_size)
+        self.weight_hh = empty_parameter(rows, hidden_size)
         if bias:
-            self.bias_ih = _empty(rows)
-            self.bias_hh = _empty(rows)
+            self.bias_ih = empty_parameter(rows)
+            self.bias_hh = empty_parameter(rows)
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's init for recurrent layers: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            init.uniform_(p, -bound, bound)
 
     def _prepare(self, input: Tensor, hx: Any, n_states: int) -> tuple[Tensor, list[Tensor], bool]:
         """Batch the input if it is a single vector; check or create the state(s) of shape (B, H)."""
@@ -178,7 +180,7 @@ class GRUCell(RNNCellBase):
 # ============================================================================ sequence layers
 
 
-class RNNBase(Module):
+class RNNBase(_Recurrent):
     """Shared by RNN, LSTM and GRU: the parameters of every layer and direction, and the forward loop
     over layers. forward(input, hx=None, lengths=None):
 
@@ -211,18 +213,12 @@ class RNNBase(Module):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                setattr(self, "weight_ih" + suffix, _empty(rows, layer_input))
-                setattr(self, "weight_hh" + suffix, _empty(rows, hidden_size))
+                setattr(self, "weight_ih" + suffix, empty_parameter(rows, layer_input))
+                setattr(self, "weight_hh" + suffix, empty_parameter(rows, hidden_size))
                 if bias:
-                    setattr(self, "bias_ih" + suffix, _empty(rows))
-                    setattr(self, "bias_hh" + suffix, _empty(rows))
+                    setattr(self, "bias_ih" + suffix, empty_parameter(rows))
+                    setattr(self, "bias_hh" + suffix, empty_parameter(rows))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's init for recurrent layers: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            init.uniform_(p, -bound, bound)
 
     def layer_parameters(self, layer: int, direction: int = 0) -> tuple[Any, Any, Any, Any]:
         """(weight_ih, weight_hh, bias_ih, bias_hh) of one layer and direction (biases None if bias=False)."""

@@ -23,6 +23,7 @@ class Adam(Optimizer):
     """Adam with L2 weight decay added to the gradient before the moments (torch.optim.Adam)."""
 
     decoupled_weight_decay = False
+    fixed_options = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
@@ -78,6 +79,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: p = p * (1 - lr * wd) before the Adam step (torch.optim.AdamW)."""
 
     decoupled_weight_decay = True
+    fixed_options = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": True}
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2):

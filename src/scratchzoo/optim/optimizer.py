@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from scratchzoo.autograd import Tensor
+from scratchzoo.autograd import ShapeError, Tensor
 
 
 class Optimizer:
@@ -21,6 +21,12 @@ class Optimizer:
     `params` is an iterable of tensors (one group that takes `defaults`) or of dicts (one group
     each; options a dict leaves out come from `defaults`), as in `torch.optim.Optimizer`.
     """
+
+    # Options of the torch counterpart that this optimizer implements at one value only (Adam's
+    # amsgrad=False, ...). `load_state_dict` refuses a group that sets one to another value: stepping
+    # on would silently run a different algorithm. torch's options that only choose an implementation
+    # (foreach, fused, capturable, differentiable) change no number, so they load with any value.
+    fixed_options: dict[str, Any] = {}
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]):
         if isinstance(params, Tensor):
@@ -85,22 +91,38 @@ class Optimizer:
         """Restore options and state from `state_dict()` (ours, or torch's with tensors as arrays).
 
         Arrays are copied into each parameter's dtype; 'step' becomes a Python int (torch keeps it
-        as a float tensor), as torch's own loader special-cases 'step'.
+        as a float tensor), as torch's own loader special-cases 'step'. Everything is checked before
+        anything changes: group and parameter counts, options this optimizer does not implement
+        (`fixed_options`), and each state array's shape against its parameter's.
         """
+        name = type(self).__name__
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter group(s), "
+            raise ValueError(f"{name}: loaded state dict has {len(saved_groups)} parameter group(s), "
                              f"but the optimizer has {len(self.param_groups)}")
         for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(group["params"]) != len(saved["params"]):
-                raise ValueError(f"parameter group {i}: loaded state dict has {len(saved['params'])} "
+                raise ValueError(f"{name}: parameter group {i}: loaded state dict has {len(saved['params'])} "
                                  f"parameter(s), but the optimizer's group has {len(group['params'])}")
-        by_index = {saved_index: p for group, saved in zip(self.param_groups, saved_groups)
+            for option, supported in self.fixed_options.items():
+                if option in saved and saved[option] != supported:
+                    raise ValueError(f"{name}: parameter group {i} of the loaded state dict sets "
+                                     f"{option}={saved[option]!r}, which {name} does not implement "
+                                     f"(only {option}={supported!r})")
+        by_index = {int(saved_index): p for group, saved in zip(self.param_groups, saved_groups)
                     for saved_index, p in zip(saved["params"], group["params"])}
-        self.state = {}
+        state = {}
         for saved_index, saved_state in state_dict["state"].items():
+            if int(saved_index) not in by_index:
+                raise KeyError(f"{name}: loaded state dict has state for parameter {saved_index}, "
+                               f"but its param_groups list only {sorted(by_index)}")
             p = by_index[int(saved_index)]
-            self.state[p] = {name: _load_value(name, value, p) for name, value in saved_state.items()}
+            for key, value in saved_state.items():
+                if key != "step" and isinstance(value, np.ndarray) and value.shape != p.shape:
+                    raise ShapeError(f"{name}: state {key!r} of parameter {saved_index} has shape {value.shape}, "
+                                     f"but the parameter has shape {p.shape}")
+            state[p] = {key: _load_value(key, value, p) for key, value in saved_state.items()}
+        self.state = state
         for group, saved in zip(self.param_groups, saved_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
 

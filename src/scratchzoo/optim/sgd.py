@@ -12,6 +12,8 @@ class SGD(Optimizer):
     g = g + momentum * b (nesterov) or b;   p = p - lr * g
     """
 
+    fixed_options = {"maximize": False}
+
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         if lr < 0.0 or momentum < 0.0 or weight_decay < 0.0:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from scratchzoo.data import datasets
-from scratchzoo.models.mlp import MLP, MLPConfig
+from scratchzoo.models.mlp import ACTIVATIONS, MLP, MLPConfig
 from scratchzoo.recipes.classify import TrainingFields, classifier_recipe
 
 
@@ -26,7 +26,7 @@ class MNIST1DConfig(MLPClassifierConfig):
     # training examples within a few hundred steps; wider layers with dropout and L2 generalise better.
     hidden: Sequence[int] = field(default_factory=lambda: (512, 512))
     dropout: float = 0.5
-    steps: int | None = 6000
+    epochs: int = 150  # 6000 steps: 40 batches of 100 per pass over the 4000 training signals
     batch_size: int = 100
 
 
@@ -37,6 +37,6 @@ def _builder(in_features: int) -> Callable[[MLPClassifierConfig], MLP]:
 
 
 DIGITS = classifier_recipe("mlp-digits", "MLP on sklearn's 8x8 digits (target: test accuracy >= 97%)",
-                           MLPClassifierConfig, datasets.digits, _builder(64))
+                           MLPClassifierConfig, datasets.digits, _builder(64), choices={"activation": ACTIVATIONS})
 MNIST1D = classifier_recipe("mlp-mnist1d", "MLP on MNIST-1D (target: test accuracy >= 68%, the paper's MLP)",
-                            MNIST1DConfig, datasets.mnist1d, _builder(40))
+                            MNIST1DConfig, datasets.mnist1d, _builder(40), choices={"activation": ACTIVATIONS})

@@ -13,7 +13,7 @@ import numpy as np
 from scratchzoo import losses, rng
 from scratchzoo.autograd import Tensor, tensor
 from scratchzoo.data import datasets
-from scratchzoo.models.mlp import MLP, MLPConfig
+from scratchzoo.models.mlp import ACTIVATIONS, MLP, MLPConfig
 from scratchzoo.optim import Adam
 from scratchzoo.optim.lr_scheduler import CosineAnnealingLR
 from scratchzoo.recipes import common
@@ -45,6 +45,7 @@ def evaluate(model: MLP, split: datasets.Split) -> dict[str, float]:
 
 
 def train(config: QuadraticConfig) -> dict[str, float]:
+    RECIPE.check_config(config)
     if config.show_backward:
         show_backward()
     rng.manual_seed(config.seed)
@@ -52,18 +53,18 @@ def train(config: QuadraticConfig) -> dict[str, float]:
     model = build(config)
     optimizer = Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = CosineAnnealingLR(optimizer, T_max=config.steps)
-    run_dir = common.run_directory("trainer-quadratic", config.out)
+    run_dir = common.run_directory(RECIPE.name, config.out)
     state = common.train_loop(model, optimizer, split.x_train, split.y_train, losses.mse_loss,
                               steps=config.steps, batch_size=config.batch_size, seed=config.seed, run_dir=run_dir,
                               config=config, resume=config.resume, scheduler=scheduler,
                               checkpoint_every=config.checkpoint_every, evaluate=lambda: evaluate(model, split),
-                              evaluate_every=max(config.steps // 20, 1))
+                              evaluate_every=max(config.steps // 20, 1), recipe=RECIPE.name)
     return common.finish(run_dir, {**evaluate(model, split), "train_seconds": state.seconds},
                          state.losses, state.evaluations)
 
 
 def evaluate_checkpoint(ckpt: str) -> dict[str, float]:
-    model, config = common.load_model(ckpt, QuadraticConfig, build)
+    model, config = common.load_model(ckpt, QuadraticConfig, build, recipe=RECIPE.name)
     return evaluate(model, datasets.quadratic(n_train=config.n_train, seed=config.seed))
 
 
@@ -91,4 +92,4 @@ def show_backward(x: float = 2.0, w: float = 3.0, b: float = 1.0, y: float = 10.
 
 
 RECIPE = common.Recipe("trainer-quadratic", "fit y = 3x^2 + 5 with an MLP, Adam and MSE (target: test MSE < 1e-3)",
-                       QuadraticConfig, train, evaluate_checkpoint)
+                       QuadraticConfig, train, evaluate_checkpoint, choices={"activation": ACTIVATIONS})

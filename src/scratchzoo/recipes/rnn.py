@@ -10,7 +10,8 @@ cut into batch_size parallel streams, read seq_len characters at a time; the sta
 window to the next but the graph does not (detach), and the gradient norm is clipped. metrics.json:
 val_loss (nats per character on the held-out last 10% of the text), train_seconds and a generated sample.
 Checkpoints every `checkpoint_every` steps carry the recurrent state as well, so `--resume DIR` continues
-bit for bit (the window read at a step is a function of the step).
+bit for bit (the window read at a step is a function of the step), and the vocabulary, so `scratchzoo
+sample lstm-charlm --ckpt DIR` streams a continuation of a prompt (temperature, top-k, top-p, seed).
 
 Figures (matplotlib optional, viz/rnn.py): hidden.png for every recipe here (the hidden state while reading
 one test signal / the first 100 validation characters) and, for lstm-charlm, gates.png (the input, forget
@@ -18,24 +19,24 @@ and output gates over those characters).
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from scratchzoo import io, losses, rng
+from scratchzoo import losses, rng
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.data import datasets
-from scratchzoo.models.rnn import (CharLM, CharLMConfig, SequenceClassifier, SequenceClassifierConfig, detach_state,
-                                   generate)
+from scratchzoo.models.rnn import (CELLS, CharLM, CharLMConfig, SequenceClassifier, SequenceClassifierConfig,
+                                   detach_state, generate, stream)
 from scratchzoo.nn import eval_mode
 from scratchzoo.optim import Adam
 from scratchzoo.optim.lr_scheduler import CosineAnnealingLR
 from scratchzoo.recipes import common
 from scratchzoo.recipes.classify import TrainingFields, classifier_recipe
+from scratchzoo.recipes.gpt import CharTokenizer
 
 
 # ============================================================================ MNIST-1D as a sequence
@@ -46,8 +47,8 @@ class GRUMNIST1DConfig(TrainingFields):
     cell: str = "gru"
     hidden_size: int = 128
     num_layers: int = 1
-    dropout: float = 0.0  # between stacked layers only
-    steps: int | None = 3000
+    dropout: float = 0.0  # between stacked layers only (needs num_layers >= 2)
+    epochs: int = 75  # 3000 steps: 40 batches of 100 per pass over the 4000 training signals
     batch_size: int = 100
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -56,6 +57,15 @@ class GRUMNIST1DConfig(TrainingFields):
 @dataclass
 class LSTMMNIST1DConfig(GRUMNIST1DConfig):
     cell: str = "lstm"
+
+
+def check_dropout_between_layers(recipe: str, config: Any) -> None:
+    """Dropout acts between stacked recurrent layers only, so with one layer it would do nothing. PyTorch
+    warns and trains without it; here it is an error, because a warning scrolls away above the progress bar
+    and the run would silently not be the one asked for."""
+    if config.dropout > 0 and config.num_layers < 2:
+        raise common.ConfigError(f"{recipe}: --dropout {config.dropout} needs --num-layers 2 or more (dropout "
+                                 f"acts between stacked recurrent layers only); got --num-layers {config.num_layers}")
 
 
 def build_classifier(config: GRUMNIST1DConfig) -> SequenceClassifier:
@@ -77,9 +87,10 @@ def draw_classifier_figures(model: SequenceClassifier, split: datasets.Split, ru
 
 GRU_MNIST1D = classifier_recipe("gru-mnist1d", "GRU over MNIST-1D's 40 steps (target: test accuracy >= 91%, "
                                 "the paper's GRU)", GRUMNIST1DConfig, mnist1d_sequences, build_classifier,
-                                draw_classifier_figures)
+                                draw_classifier_figures, {"cell": CELLS}, check_dropout_between_layers)
 LSTM_MNIST1D = classifier_recipe("lstm-mnist1d", "LSTM over MNIST-1D's 40 steps (target: test accuracy >= 91%)",
-                                 LSTMMNIST1DConfig, mnist1d_sequences, build_classifier, draw_classifier_figures)
+                                 LSTMMNIST1DConfig, mnist1d_sequences, build_classifier, draw_classifier_figures,
+                                 {"cell": CELLS}, check_dropout_between_layers)
 
 
 # ============================================================================ character language model
@@ -165,12 +176,11 @@ def state_from_json(record: dict[str, Any] | None) -> Any:
 
 
 def save_charlm(run_dir: Path, model: CharLM, optimizer: Adam, step: int, config: CharLMRecipeConfig,
-                scheduler: Any, state: Any) -> None:
-    """What common.save writes plus the state carried into the next window (truncated BPTT keeps it across
-    steps, so a resumed run needs it to continue exactly)."""
-    extra = {"config": dataclasses.asdict(config), "scheduler": scheduler.state_dict(),
-             "carried_state": state_to_json(state)}
-    io.save_checkpoint(run_dir, model.state_dict(), optimizer.state_dict(), step, rng.get_rng_state(), extra)
+                scheduler: Any, state: Any, recipe: str, chars: str) -> None:
+    """common.save plus the vocabulary (for sampling without the corpus) and the state carried into the next
+    window (truncated BPTT keeps it across steps, so a resumed run needs it to continue exactly)."""
+    common.save(run_dir, model, optimizer, step, config, scheduler, recipe=recipe,
+                extra={"vocab": chars, "carried_state": state_to_json(state)})
 
 
 def draw_charlm_figures(model: CharLM, config: CharLMRecipeConfig, chars: str, val_ids: np.ndarray,
@@ -184,23 +194,29 @@ def draw_charlm_figures(model: CharLM, config: CharLMRecipeConfig, chars: str, v
         plot_gates(model, ids, run_dir / "gates.png", labels=labels)
 
 
+def windows_per_pass(data: np.ndarray, config: CharLMRecipeConfig, recipe: str) -> int:
+    """How many seq_len windows (of inputs, each with its shifted targets) fit in the streams; at least one."""
+    windows = (data.shape[1] - 1) // config.seq_len
+    if windows < 1:
+        raise common.ConfigError(f"{recipe}: --seq-len must be below the length of each of the --batch-size "
+                                 f"{config.batch_size} streams of training text ({data.shape[1]} characters); "
+                                 f"got {config.seq_len}")
+    return windows
+
+
 def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[str, Any]:
+    CHARLM_RECIPES[name].check_config(config)
     rng.manual_seed(config.seed)
     chars, train_ids, val_ids = load_text(config)
     model = build_charlm(config, len(chars))
     optimizer = Adam(model.parameters(), lr=config.lr)
     scheduler = CosineAnnealingLR(optimizer, T_max=config.steps)
-    run_dir = common.run_directory(name, config.out)
     data = as_streams(train_ids, config.batch_size)
-    windows = (data.shape[1] - 1) // config.seq_len
+    windows = windows_per_pass(data, config, name)
+    run_dir = common.run_directory(name, config.out)
     start, state, last_saved = 0, None, None
     if config.resume:
-        checkpoint = io.load_checkpoint(config.resume)
-        model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        if "scheduler" in checkpoint.extra:
-            scheduler.load_state_dict(checkpoint.extra["scheduler"])
-        rng.set_rng_state(checkpoint.rng_state)
+        checkpoint = common.resume_from(config.resume, name, model, optimizer, scheduler)
         start, state = checkpoint.step, state_from_json(checkpoint.extra.get("carried_state"))
         last_saved = (start, config.resume)
     losses_seen: list[float] = []
@@ -222,11 +238,12 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
         losses_seen.append(value)
         done = step + 1
         if common.checkpoint_due(done, config.checkpoint_every, config.steps):
-            save_charlm(run_dir, model, optimizer, done, config, scheduler, state)
+            save_charlm(run_dir, model, optimizer, done, config, scheduler, state, name, chars)
             last_saved = (done, run_dir)
     seconds = time.perf_counter() - began
-    if start >= config.steps:  # nothing left to run: still leave a checkpoint in run_dir
-        save_charlm(run_dir, model, optimizer, config.steps, config, scheduler, state)
+    if config.resume and start >= config.steps:  # nothing left to run: still leave a checkpoint in run_dir
+        common.keep_finished_run(config.resume, run_dir, lambda: save_charlm(
+            run_dir, model, optimizer, start, config, scheduler, state, name, chars))
     val_loss = evaluate_loss(model, val_ids)
     evaluations["val_loss"] = [(config.steps, val_loss)]
     prompt = [chars.index(ch) for ch in "def " if ch in chars] or [0]
@@ -238,13 +255,39 @@ def train_charlm(config: CharLMRecipeConfig, name: str = "lstm-charlm") -> dict[
                          losses_seen, evaluations)
 
 
-def evaluate_charlm(ckpt: str) -> dict[str, float]:
-    checkpoint = io.load_checkpoint(ckpt)
-    config = common.config_from_dict(CharLMRecipeConfig, checkpoint.extra.get("config", {}))
-    chars, _, val_ids = load_text(config)
-    model = build_charlm(config, len(chars))
-    model.load_state_dict(checkpoint.model_state)
-    return {"val_loss": evaluate_loss(model, val_ids)}
+def load_charlm(ckpt: str, recipe: str) -> tuple[CharLM, CharLMRecipeConfig, str]:
+    """The model, recipe config and vocabulary of a checkpoint directory (checkpoints that predate the
+    saved vocabulary get it from their corpus)."""
+    checkpoint = common.read_checkpoint(ckpt, recipe)
+    config = common.config_from_dict(CHARLM_RECIPES[recipe].config_class, checkpoint.extra.get("config", {}))
+    chars = checkpoint.extra.get("vocab") or load_text(config)[0]
+    with common.restoring(ckpt, recipe):
+        model = build_charlm(config, len(chars))
+        model.load_state_dict(checkpoint.model_state)
+    return model, config, chars
+
+
+def charlm_evaluator(recipe: str) -> Callable[[str], dict[str, float]]:
+    """A recipe's `evaluate(ckpt)`: the validation loss (nats per character)."""
+    def evaluate(ckpt: str) -> dict[str, float]:
+        model, config, _ = load_charlm(ckpt, recipe)
+        return {"val_loss": evaluate_loss(model, load_text(config)[2])}
+    return evaluate
+
+
+def charlm_sampler(recipe: str) -> Callable[..., Iterator[str]]:
+    """A recipe's `sample(ckpt, prompt, max_new_tokens, temperature, top_k, top_p, seed)`: the characters
+    that continue the prompt, as they come (the prompt is checked before the first one)."""
+    def sample(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
+        model, _, chars = load_charlm(ckpt, recipe)
+        ids = CharTokenizer(chars).encode(prompt)
+        if ids.size == 0:
+            raise common.PromptError("the prompt needs at least one character")
+        if seed is not None:
+            rng.manual_seed(seed)
+        return (chars[i] for i in stream(model, ids, max_new_tokens, temperature, top_k, top_p))
+    return sample
 
 
 @dataclass
@@ -252,8 +295,14 @@ class RNNCharLMConfig(CharLMRecipeConfig):
     cell: str = "rnn"
 
 
-LSTM_CHARLM = common.Recipe("lstm-charlm", "LSTM character language model on the stdlib source (val_loss in "
-                            "nats/char, a sample)", CharLMRecipeConfig,
-                            lambda config: train_charlm(config, "lstm-charlm"), evaluate_charlm)
-RNN_CHARLM = common.Recipe("rnn-charlm", "Vanilla RNN character language model, same size as lstm-charlm",
-                           RNNCharLMConfig, lambda config: train_charlm(config, "rnn-charlm"), evaluate_charlm)
+def charlm_recipe(name: str, description: str, config_class: type) -> common.Recipe:
+    return common.Recipe(name, description, config_class, lambda config: train_charlm(config, name),
+                         charlm_evaluator(name), sample=charlm_sampler(name),
+                         choices={"cell": CELLS}, extra_check=check_dropout_between_layers)
+
+
+LSTM_CHARLM = charlm_recipe("lstm-charlm", "LSTM character language model on the stdlib source (val_loss in "
+                            "nats/char, a sample)", CharLMRecipeConfig)
+RNN_CHARLM = charlm_recipe("rnn-charlm", "Vanilla RNN character language model, same size as lstm-charlm",
+                           RNNCharLMConfig)
+CHARLM_RECIPES = {recipe.name: recipe for recipe in (LSTM_CHARLM, RNN_CHARLM)}
