@@ -50,7 +50,10 @@ def test_tiny_gpt_char_learns(tmp_path, small_corpus):
     assert metrics["train_seconds"] > 0 and metrics["sample"].startswith("\n") and len(metrics["sample"]) == 21
     checkpoint = io.load_checkpoint(out)
     assert checkpoint.step == 40 and checkpoint.extra["vocab"] == "".join(sorted(set(TEXT)))
+    assert checkpoint.extra["recipe"] == "gpt-char"
     assert main(["eval", "gpt-char", "--ckpt", str(out)]) == 0
+    with pytest.raises(io.CheckpointError, match="was trained by recipe gpt-char, not moe-gpt"):
+        RECIPES["moe-gpt"].evaluate(str(out))
 
 
 def test_resume_is_bit_identical(tmp_path, monkeypatch, small_corpus):
@@ -142,7 +145,8 @@ def test_auxiliary_loss_is_added_and_recorded(tmp_path, small_corpus):
 
     config = GPTCharConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=6,
                            lr_decay_iters=6, warmup_iters=1, eval_interval=3, sample_chars=5, checkpoint_every=0)
-    metrics = recipe.train_language_model(config, recipe.build_gpt, tmp_path, auxiliary_loss=auxiliary)
+    metrics = recipe.train_language_model(config, recipe.build_gpt, tmp_path, auxiliary_loss=auxiliary,
+                                          recipe="gpt-char")
     assert len(calls) == 6 and metrics["val_loss"] > 0
 
 
@@ -194,5 +198,5 @@ def test_training_clips_every_step_at_grad_clip(monkeypatch, tmp_path, small_cor
     config = GPTCharConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, max_iters=3,
                            lr_decay_iters=3, warmup_iters=1, eval_interval=0, sample_chars=0, grad_clip=0.5,
                            out=str(tmp_path / "run"))
-    recipe.train_language_model(config, recipe.build_gpt, tmp_path / "run")
+    recipe.train_language_model(config, recipe.build_gpt, tmp_path / "run", recipe="gpt-char")
     assert clips == [0.5, 0.5, 0.5]

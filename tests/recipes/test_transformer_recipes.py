@@ -120,6 +120,8 @@ def test_pinyin_recipe_learns_and_reports(small_dictionaries, recorded_losses, t
     assert {"probes", "polyphonic", "sandhi_yi_bu", "neutral_tone"} <= examples.keys()
     evaluated = RECIPES["transformer-pinyin"].evaluate(str(tmp_path))
     assert evaluated["syllable_accuracy"] == pytest.approx(metrics["syllable_accuracy"])
+    with pytest.raises(io.CheckpointError, match="was trained by recipe transformer-pinyin, not transformer-g2p"):
+        RECIPES["transformer-g2p"].evaluate(str(tmp_path))
     pytest.importorskip("matplotlib")  # the figures: attention maps of 我爱吃火锅 and the position table
     for name in ("attention_encoder.png", "attention_decoder.png", "attention_cross.png", "positional_encoding.png"):
         assert (tmp_path / name).stat().st_size > 0, name

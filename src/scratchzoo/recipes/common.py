@@ -264,13 +264,19 @@ def resume_from(resume: str, recipe: str | None, model: Module, optimizer: Optim
     """Load the checkpoint directory `resume` (of `recipe`, when it names one) into the model, the optimizer,
     the scheduler (when saved) and the library's generator; returns it (its step, its extra)."""
     checkpoint = read_checkpoint(resume, recipe)
+    restore(checkpoint, resume, recipe, model, optimizer, scheduler)
+    return checkpoint
+
+
+def restore(checkpoint: io.Checkpoint, resume: str, recipe: str | None, model: Module, optimizer: Optimizer,
+            scheduler: Any = None) -> None:
+    """resume_from for a checkpoint already read (by a recipe that checks more of it first)."""
     with restoring(resume, recipe):
         model.load_state_dict(checkpoint.model_state)
         optimizer.load_state_dict(checkpoint.optimizer_state)
     if scheduler is not None and "scheduler" in checkpoint.extra:
         scheduler.load_state_dict(checkpoint.extra["scheduler"])
     rng.set_rng_state(checkpoint.rng_state)
-    return checkpoint
 
 
 def keep_finished_run(resume: str, run_dir: Path, save_checkpoint: Callable[[], None]) -> None:

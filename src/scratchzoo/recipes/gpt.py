@@ -22,7 +22,6 @@ metrics.json: val_loss, train_seconds, sample.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -164,15 +163,11 @@ def make_scheduler(optimizer: AdamW, config: GPTCharConfig) -> LambdaLR:
     return warmup_cosine(optimizer, config.warmup_iters, config.lr_decay_iters, config.min_lr / config.lr)
 
 
-def _save(run_dir: Path, model: Module, optimizer: AdamW, step: int, config: GPTCharConfig, scheduler: Any,
-          tokenizer: CharTokenizer) -> None:
-    extra = {"config": dataclasses.asdict(config), "scheduler": scheduler.state_dict(), "vocab": tokenizer.chars}
-    io.save_checkpoint(run_dir, model.state_dict(), optimizer.state_dict(), step, rng.get_rng_state(), extra)
-
-
 def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharConfig, int], Module], run_dir: Path,
-                         auxiliary_loss: Callable[[Module], Tensor] | None = None) -> dict[str, Any]:
+                         auxiliary_loss: Callable[[Module], Tensor] | None = None, *, recipe: str) -> dict[str, Any]:
     """Train `build_model(config, vocab_size)` as a character language model; return the metrics.
+
+    recipe: the name its checkpoints record (and a resume must match).
 
     config: GPTCharConfig or a subclass (extra fields are for build_model; all are saved in checkpoints).
     build_model: makes the model, a Module mapping ids (B, T) to logits (B, T, vocab_size), with a
@@ -191,15 +186,17 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
     optimizer = configure_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     start, last_saved = 0, None
+
+    def save(step: int) -> None:
+        common.save(run_dir, model, optimizer, step, config, scheduler, recipe=recipe,
+                    extra={"vocab": tokenizer.chars})
+
     if config.resume:
-        checkpoint = io.load_checkpoint(config.resume)
+        checkpoint = common.read_checkpoint(config.resume, recipe)
         if checkpoint.extra.get("vocab") != tokenizer.chars:
             raise io.CheckpointError(f"{config.resume} was trained on another vocabulary (corpus); resume with "
                                      f"the same --corpus")
-        model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        scheduler.load_state_dict(checkpoint.extra["scheduler"])
-        rng.set_rng_state(checkpoint.rng_state)
+        common.restore(checkpoint, config.resume, recipe, model, optimizer, scheduler)
         start, last_saved = checkpoint.step, (checkpoint.step, config.resume)
     losses_seen: list[float] = []
     evaluations: dict[str, list[tuple[int, float]]] = {}
@@ -228,11 +225,11 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
             print(f"step {done}: train loss {np.mean(losses_seen[-config.eval_interval:]):.4f}, "
                   f"val loss {val_loss:.4f}, {time.perf_counter() - began:.1f}s", file=sys.stderr, flush=True)
         if common.checkpoint_due(done, config.checkpoint_every, config.max_iters):
-            _save(run_dir, model, optimizer, done, config, scheduler, tokenizer)
+            save(done)
             last_saved = (done, run_dir)
     seconds = time.perf_counter() - began
-    if start >= config.max_iters:  # nothing left to run: still leave a checkpoint in run_dir
-        _save(run_dir, model, optimizer, config.max_iters, config, scheduler, tokenizer)
+    if config.resume and start >= config.max_iters:  # nothing left to run: still leave a checkpoint in run_dir
+        common.keep_finished_run(config.resume, run_dir, lambda: save(start))
     val_loss = evaluate_loss(model, val_ids, config.block_size)
     evaluations.setdefault("val_loss", []).append((config.max_iters, val_loss))
     if aux_values:
@@ -247,16 +244,17 @@ def train_language_model(config: GPTCharConfig, build_model: Callable[[GPTCharCo
 # ============================================================================ from a checkpoint
 
 
-def load_language_model(ckpt: str, config_class: type, build_model: Callable[[Any, int], Module]
+def load_language_model(ckpt: str, config_class: type, build_model: Callable[[Any, int], Module], recipe: str
                         ) -> tuple[Module, Any, CharTokenizer]:
-    """The model, recipe config and tokenizer saved in a checkpoint directory."""
-    checkpoint = io.load_checkpoint(ckpt)
+    """The model, recipe config and tokenizer saved in a checkpoint directory (of `recipe`)."""
+    checkpoint = common.read_checkpoint(ckpt, recipe)
     if "vocab" not in checkpoint.extra:
-        raise io.CheckpointError(f"{ckpt} holds no character vocabulary; is it a gpt-char checkpoint?")
+        raise io.CheckpointError(f"{ckpt} holds no character vocabulary; is it a {recipe} checkpoint?")
     config = common.config_from_dict(config_class, checkpoint.extra.get("config", {}))
     tokenizer = CharTokenizer(checkpoint.extra["vocab"])
-    model = build_model(config, tokenizer.vocab_size)
-    model.load_state_dict(checkpoint.model_state)
+    with common.restoring(ckpt, recipe):
+        model = build_model(config, tokenizer.vocab_size)
+        model.load_state_dict(checkpoint.model_state)
     return model, config, tokenizer
 
 
@@ -271,22 +269,22 @@ def stream_text(model: Module, tokenizer: CharTokenizer, prompt: str, max_new_to
             for token in model.stream(ids[None, :], max_new_tokens, temperature, top_k, top_p))
 
 
-def language_model_evaluator(config_class: type, build_model: Callable[[Any, int], Module]
+def language_model_evaluator(recipe: str, config_class: type, build_model: Callable[[Any, int], Module]
                              ) -> Callable[[str], dict[str, float]]:
     """A recipe's `evaluate(ckpt)`: the validation loss over the whole split."""
     def evaluate(ckpt: str) -> dict[str, float]:
-        model, config, _ = load_language_model(ckpt, config_class, build_model)
+        model, config, _ = load_language_model(ckpt, config_class, build_model, recipe)
         _, _, val_ids = load_corpus(config)
         return {"val_loss": evaluate_loss(model, val_ids, config.block_size)}
     return evaluate
 
 
-def language_model_sampler(config_class: type, build_model: Callable[[Any, int], Module]
+def language_model_sampler(recipe: str, config_class: type, build_model: Callable[[Any, int], Module]
                            ) -> Callable[..., Iterator[str]]:
     """A recipe's `sample(ckpt, prompt, max_new_tokens, temperature, top_k, top_p, seed)`."""
     def sample(ckpt: str, prompt: str, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
-        model, _, tokenizer = load_language_model(ckpt, config_class, build_model)
+        model, _, tokenizer = load_language_model(ckpt, config_class, build_model, recipe)
         if seed is not None:
             rng.manual_seed(seed)
         return stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p)
@@ -294,10 +292,10 @@ def language_model_sampler(config_class: type, build_model: Callable[[Any, int],
 
 
 def train_gpt_char(config: GPTCharConfig) -> dict[str, Any]:
-    return train_language_model(config, build_gpt, common.run_directory("gpt-char", config.out))
+    return train_language_model(config, build_gpt, common.run_directory("gpt-char", config.out), recipe="gpt-char")
 
 
 RECIPE = common.Recipe("gpt-char", "character-level GPT, nanoGPT's shakespeare_char CPU config (target with "
                        "--corpus tinyshakespeare: val_loss <= 1.90 nats/char)", GPTCharConfig, train_gpt_char,
-                       language_model_evaluator(GPTCharConfig, build_gpt),
-                       sample=language_model_sampler(GPTCharConfig, build_gpt))
+                       language_model_evaluator("gpt-char", GPTCharConfig, build_gpt),
+                       sample=language_model_sampler("gpt-char", GPTCharConfig, build_gpt))

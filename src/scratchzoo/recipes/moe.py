@@ -125,14 +125,15 @@ class Fit:
     state: common.LoopState
 
 
-def fit(model: RegressionNet, config: MoERegressionConfig, data: tuple[np.ndarray, ...], run_dir: Path) -> Fit:
+def fit(model: RegressionNet, config: MoERegressionConfig, data: tuple[np.ndarray, ...], run_dir: Path,
+        recipe: str) -> Fit:
     """Adam with cosine decay on MSE (+ the balancing loss); the test MSE over the grid, in one batch so that
-    the routing statistics the model keeps are those of the whole grid."""
+    the routing statistics the model keeps are those of the whole grid. `recipe`: the name checkpoints record."""
     x_train, y_train, x_test, y_test = data
     optimizer = Adam(model.parameters(), lr=config.lr)
     state = common.train_loop(model, optimizer, x_train, y_train, regression_loss(model, config.balance_weight),
                               steps=config.steps, batch_size=config.batch_size, seed=config.seed, run_dir=run_dir,
-                              config=config, scheduler=CosineAnnealingLR(optimizer, T_max=config.steps))
+                              config=config, scheduler=CosineAnnealingLR(optimizer, T_max=config.steps), recipe=recipe)
     prediction = common.predict(model, x_test, batch_size=len(x_test))
     return Fit(model, float(((prediction - y_test) ** 2).mean()), prediction, state)
 
@@ -142,10 +143,10 @@ def train_regression(config: MoERegressionConfig) -> dict[str, Any]:
     data = regression_data(config)
     run_dir = common.run_directory("moe-regression", config.out)
     rng.manual_seed(config.seed)
-    moe = fit(build_regression(config), config, data, run_dir)
+    moe = fit(build_regression(config), config, data, run_dir, "moe-regression")
     rng.manual_seed(config.seed)
     (run_dir / "dense").mkdir(exist_ok=True)
-    dense = fit(build_dense_regression(config), config, data, run_dir / "dense")
+    dense = fit(build_dense_regression(config), config, data, run_dir / "dense", "moe-regression (dense baseline)")
     layer = moe.model.ffn
     metrics = {"test_mse": moe.test_mse, "dense_test_mse": dense.test_mse,
                "expert_load": layer.last_load.round(4).tolist(), "regime_experts": regime_experts(moe.model, data[2]),
@@ -172,7 +173,7 @@ def active_parameters(model: Module) -> int:
 
 
 def evaluate_regression(ckpt: str) -> dict[str, float]:
-    model, config = common.load_model(ckpt, MoERegressionConfig, build_regression)
+    model, config = common.load_model(ckpt, MoERegressionConfig, build_regression, recipe="moe-regression")
     _, _, x_test, y_test = regression_data(config)
     return {"test_mse": float(((common.predict(model, x_test) - y_test) ** 2).mean())}
 
@@ -290,7 +291,7 @@ def train_moe_gpt(config: MoEGPTConfig) -> dict[str, Any]:
     for prefix, auxiliary, directory, run_config in runs:
         kept: list[Module] = []
         directory.mkdir(exist_ok=True)
-        result = train_language_model(run_config, keeping(build_moe_gpt, kept), directory, auxiliary)
+        result = train_language_model(run_config, keeping(build_moe_gpt, kept), directory, auxiliary, recipe="moe-gpt")
         load, dropped = measure_load(kept[0], val_ids, config)
         metrics.update({f"{prefix}val_loss": result["val_loss"], f"{prefix}expert_load": load.round(4).tolist(),
                         f"{prefix}max_load_over_fair_share": float(load.max() * config.num_experts),
@@ -303,7 +304,7 @@ def train_moe_gpt(config: MoEGPTConfig) -> dict[str, Any]:
         kept = []
         (run_dir / "dense").mkdir(exist_ok=True)
         result = train_language_model(dataclasses.replace(config, resume=None), keeping(build_gpt, kept),
-                                      run_dir / "dense")
+                                      run_dir / "dense", recipe="moe-gpt (dense baseline)")
         metrics.update(dense_val_loss=result["val_loss"], dense_train_seconds=result["train_seconds"],
                        dense_parameters=kept[0].num_parameters())
         from scratchzoo.viz.moe import plot_expert_load  # optional dependency, imported late
@@ -315,5 +316,5 @@ def train_moe_gpt(config: MoEGPTConfig) -> dict[str, Any]:
 
 MOE_GPT = common.Recipe("moe-gpt", "GPT with MoE feed-forward layers (4 experts, top-2) vs the dense GPT of the "
                         "same active size, and the expert load with and without the balancing loss", MoEGPTConfig,
-                        train_moe_gpt, language_model_evaluator(MoEGPTConfig, build_moe_gpt),
-                        sample=language_model_sampler(MoEGPTConfig, build_moe_gpt))
+                        train_moe_gpt, language_model_evaluator("moe-gpt", MoEGPTConfig, build_moe_gpt),
+                        sample=language_model_sampler("moe-gpt", MoEGPTConfig, build_moe_gpt))

@@ -388,13 +388,6 @@ class Task:
     figure_source: str  # the example whose attention maps are drawn
 
 
-def save(run_dir: Path, model: Seq2SeqTransformer, optimizer: AdamW, scheduler: LambdaLR, step: int,
-         config: Seq2SeqRecipeConfig, train_seconds: float) -> None:
-    """common.save plus the training seconds spent so far (max_minutes counts them across resumes)."""
-    extra = {"config": dataclasses.asdict(config), "scheduler": scheduler.state_dict(), "train_seconds": train_seconds}
-    io.save_checkpoint(run_dir, model.state_dict(), optimizer.state_dict(), step, rng.get_rng_state(), extra)
-
-
 def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
     rng.manual_seed(config.seed)
     data = task.load(config)
@@ -402,12 +395,13 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
     optimizer, scheduler = build_optimizer(model, config)
     run_dir = common.run_directory(task.name, config.out)
     start, spent, last_saved = 0, 0.0, None
+
+    def save(step: int, train_seconds: float) -> None:  # the seconds so far: max_minutes counts them across resumes
+        common.save(run_dir, model, optimizer, step, config, scheduler, recipe=task.name,
+                    extra={"train_seconds": train_seconds})
+
     if config.resume:
-        checkpoint = io.load_checkpoint(config.resume)
-        model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        scheduler.load_state_dict(checkpoint.extra["scheduler"])
-        rng.set_rng_state(checkpoint.rng_state)
+        checkpoint = common.resume_from(config.resume, task.name, model, optimizer, scheduler)
         start, spent = checkpoint.step, float(checkpoint.extra.get("train_seconds", 0.0))
         last_saved = (start, config.resume)
     lengths = data.train.src_lengths + data.train.tgt_lengths  # bucket by total work per row
@@ -444,13 +438,13 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
                 evaluations.setdefault(name, []).append((done, metric))
             bar.write(f"step {done}: " + ", ".join(f"{k} {v[-1][1]:.4f}" for k, v in evaluations.items()))
         if config.checkpoint_every and done % config.checkpoint_every == 0:
-            save(run_dir, model, optimizer, scheduler, done, config, time.perf_counter() - began)
+            save(done, time.perf_counter() - began)
             last_saved = (done, run_dir)
     else:  # no break: every step ran (or none was left to run)
         step = max(config.steps, start)
     bar.close()
     train_seconds = time.perf_counter() - began
-    save(run_dir, model, optimizer, scheduler, step, config, train_seconds)  # where training stopped
+    save(step, train_seconds)  # where training stopped
     evaluated = time.perf_counter()
     hypotheses = decode(model, data.test_sources, data, config.beam_width,
                         config.eval_batch_size)
@@ -466,11 +460,12 @@ def train_seq2seq(config: Seq2SeqRecipeConfig, task: Task) -> dict[str, Any]:
 
 def evaluate_seq2seq(ckpt: str, task: Task) -> dict[str, float]:
     """The held-out figures of a checkpoint directory (its config travels with it)."""
-    checkpoint = io.load_checkpoint(ckpt)
+    checkpoint = common.read_checkpoint(ckpt, task.name)
     config = common.config_from_dict(task.config_class, checkpoint.extra.get("config", {}))
     data = task.load(config)
-    model = build_model(config, data)
-    model.load_state_dict(checkpoint.model_state)
+    with common.restoring(ckpt, task.name):
+        model = build_model(config, data)
+        model.load_state_dict(checkpoint.model_state)
     hypotheses = decode(model, data.test_sources, data, config.beam_width,
                         config.eval_batch_size)
     return task.score(hypotheses, data.test_references)
