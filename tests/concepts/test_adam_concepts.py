@@ -74,3 +74,18 @@ def test_adamw_decay_is_decoupled_from_the_moments():
             p.grad = loss_grad(p.data)
             opt.step()
     assert not np.allclose(adamw.data, adam_l2.data, rtol=1e-3)
+
+
+def test_a_gradient_that_keeps_flipping_sign_gets_small_steps():
+    """v tracks the gradient's size and m its direction: a parameter whose gradient is always +1 moves about
+    lr per step, one whose gradient alternates +1, -1 (noisy: no consistent direction) barely moves, though
+    both gradients have the same size."""
+    lr, steps = 1e-2, 200
+    p = param([0.0, 0.0])
+    opt = optim.Adam([p], lr=lr)
+    for t in range(steps):
+        p.grad = np.array([1.0, (-1.0) ** t])
+        opt.step()
+    steady, flipping = np.abs(p.data)
+    assert steady == pytest.approx(lr * steps, rel=0.01)
+    assert flipping < 0.1 * lr * steps

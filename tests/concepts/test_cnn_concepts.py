@@ -90,3 +90,16 @@ def test_dropout2d_zeroes_whole_channels_keeps_the_expectation_and_is_the_identi
     assert abs(y.mean() - 1.0) < 0.02  # E[y] = x
     layer.eval()
     assert layer(x) is x
+
+
+def test_max_pooling_tolerates_a_small_shift_inside_its_window() -> None:
+    """A feature that moves by a pixel but stays inside the same 2x2 window gives the same pooled output:
+    the layer after the pool does not see the shift (the robustness the CNN page describes)."""
+    image = np.zeros((1, 1, 6, 6))
+    image[0, 0, 2, 2] = 1.0
+    shifted = np.zeros((1, 1, 6, 6))
+    shifted[0, 0, 3, 3] = 1.0  # one pixel down and right, the same window (rows 2-3, columns 2-3)
+    pool = nn.MaxPool2d(2)
+    assert np.array_equal(pool(sz.Tensor(image)).data, pool(sz.Tensor(shifted)).data)
+    conv = nn.Conv2d(1, 1, 3, padding=1).double()  # without the pool the shift shows
+    assert not np.allclose(conv(sz.Tensor(image)).data, conv(sz.Tensor(shifted)).data)

@@ -6,6 +6,7 @@ import pytest
 from helpers import rand
 
 import scratchzoo as sz
+import scratchzoo.models.moe as moe_module
 from scratchzoo.models.moe import MoE, MoEConfig, load_balancing_loss
 from scratchzoo.optim import SGD
 
@@ -150,3 +151,37 @@ def test_each_expert_runs_once_on_a_contiguous_block_of_its_tokens():
     assert sorted(i for i, _ in calls) == sorted(set(i for i, _ in calls))  # no expert twice
     assert {i: n for i, n in calls} == {i: c for i, c in enumerate(np.bincount(moe.last_expert_index.ravel(),
                                                                               minlength=3)) if c}
+
+
+def test_lighter_experts_share_one_down_projection_and_run_it_once_per_token(monkeypatch):
+    """share_down_projection: every expert keeps its own up-projection W1_i and all share W2. Since W2 is
+    linear, y = W2 (sum_j g_j act(W1_j x)) + (sum_j g_j) b2 equals the usual sum_j g_j (W2 act(W1_j x) + b2)
+    (checked against the unshared layer given that same W2, drops included), with E - 1 fewer W2 matrices
+    and one (hidden -> d_model) product per token instead of k."""
+    shared = layer(capacity_factor=0.6, share_down_projection=True)
+    plain = layer(capacity_factor=0.6)
+    plain.router.load_state_dict(shared.router.state_dict())
+    for mine, theirs in zip(plain.experts, shared.experts):
+        mine.up.load_state_dict(theirs[0].state_dict())
+        mine.down.load_state_dict(shared.down.state_dict())
+    x = rand(3, 4, 6)
+    inputs = [sz.Tensor(x, requires_grad=True) for _ in range(2)]
+    outputs = [moe(t) for moe, t in zip((shared, plain), inputs)]
+    assert shared.last_dropped > 0  # the case drops assignments: their share of b2 must not leak in
+    np.testing.assert_allclose(outputs[0].data, outputs[1].data, rtol=1e-12, atol=1e-12)
+    for out in outputs:
+        out.sum().backward()
+    np.testing.assert_allclose(inputs[0].grad, inputs[1].grad, rtol=1e-12, atol=1e-12)
+    assert plain.num_parameters() - shared.num_parameters() == (5 - 1) * shared.down.num_parameters()
+
+    rows = []  # the rows of every product with the shared W2
+    real = moe_module.F.linear
+
+    def linear(x, weight, bias=None):
+        if weight is shared.down.weight:
+            rows.append(x.shape[0])
+        return real(x, weight, bias)
+
+    monkeypatch.setattr(moe_module.F, "linear", linear)
+    shared(sz.Tensor(x))
+    assert rows == [12]  # 3 x 4 tokens, each through W2 once (not k = 2 times)

@@ -107,11 +107,12 @@ def test_aux_loss_and_its_gradient_match_torch():
     assert_close("aux_loss gradient of x", ours_x.grad, theirs_x.grad.numpy(), 1e-9, 1e-12)
 
 
-@pytest.mark.parametrize("case", ["plain", "capacity+shared"])
+@pytest.mark.parametrize("case", ["plain", "capacity+shared", "shared down-projection"])
 def test_moe_gradcheck_float64(case):
     """Finite differences for the input and for every parameter (noise off; routing is piecewise constant,
     and with random inputs no score lies within eps of a tie)."""
-    config = MoEConfig(d_model=4, hidden=6, num_experts=3, top_k=2, **CASES[case])
+    options = {**CASES, "shared down-projection": dict(capacity_factor=0.5, share_down_projection=True)}[case]
+    config = MoEConfig(d_model=4, hidden=6, num_experts=3, top_k=2, **options)
     sz.manual_seed(1)
     layer = MoE(config).double()
     gradcheck(layer, [rand(2, 5, 4)])

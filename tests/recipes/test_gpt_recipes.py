@@ -200,3 +200,15 @@ def test_training_clips_every_step_at_grad_clip(monkeypatch, tmp_path, small_cor
                            out=str(tmp_path / "run"))
     recipe.train_language_model(config, recipe.build_gpt, tmp_path / "run", recipe="gpt-char")
     assert clips == [0.5, 0.5, 0.5]
+
+
+def test_the_character_tokenizer_round_trips_and_names_unknown_characters():
+    """One id per distinct character, sorted; decode(encode(text)) == text; a character outside the
+    vocabulary is an error that names it."""
+    tokenizer = recipe.CharTokenizer.from_text("hello world")
+    assert tokenizer.chars == " dehlorw" and tokenizer.vocab_size == 8
+    ids = tokenizer.encode("hello world")
+    assert ids.dtype == np.int64 and ids.tolist() == [3, 2, 4, 4, 5, 0, 7, 5, 6, 4, 1]
+    assert tokenizer.decode(ids) == "hello world"
+    with pytest.raises(common.PromptError, match="characters not in the model's vocabulary: 'z'"):
+        tokenizer.encode("hz")

@@ -85,10 +85,12 @@ def test_moe_gpt_learns_and_reports_load(tmp_path, monkeypatch, recorded):
     assert (tmp_path / "load.png").stat().st_size > 0
 
 
-def test_measured_drops_are_those_of_the_training_capacity():
+@pytest.mark.parametrize("share_down_projection", [False, True])
+def test_measured_drops_are_those_of_the_training_capacity(share_down_projection):
     """measure_load reads the load in eval mode (no capacity limit there by default) and reports the
     fraction of assignments over training's capacity: for a one-layer model, what it drops in training mode."""
-    config = moe.MoEGPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, load_windows=4, capacity_factor=0.6)
+    config = moe.MoEGPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, load_windows=4, capacity_factor=0.6,
+                              share_down_projection=share_down_projection)
     model = moe.build_moe_gpt(config, vocab_size=20)
     ids = np.random.default_rng(0).integers(0, 20, size=200)
     load, dropped = moe.measure_load(model, ids, config)

@@ -52,7 +52,8 @@ class MLP(Sequential):
 
 
 class FFN(Module):
-    """The Transformer's position-wise feed-forward block: y = W2 act(W1 x + b1) + b2.
+    """The position-wise feed-forward block: y = W2 act(W1 x + b1) + b2 (the MoE experts; the Transformer
+    layers and GPT's MLP compute the same under their PyTorch parameter names).
 
     W1 widens d_model to `hidden` (usually 4 * d_model) to give the layer capacity, W2 narrows back to
     d_model so the block can sit inside a residual connection x + FFN(x).

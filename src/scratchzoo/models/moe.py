@@ -6,6 +6,8 @@
       dispatch: the (token, slot) assignments sorted by expert; each expert runs ONE matrix product on
                 its contiguous block of gathered rows (at most `capacity` of them: the rest are dropped)
       combine:  y_n = sum_j g_nj * Expert_{e_nj}(x_n)  (+ sum_s Shared_s(x_n))     (N, d) -> (..., d_model)
+      (share_down_projection: the experts keep their own up-projection and share one down-projection W2,
+       so y_n = W2 (sum_j g_nj act(W1_{e_nj} x_n)) + (sum_j g_nj) b2, W2 run once per token, not k times)
 
 An expert is the Transformer's FFN (models/mlp.py): up-projection, activation, down-projection. With E
 experts and k active, the layer holds E experts' parameters but spends the compute of k per token: more
@@ -26,8 +28,8 @@ import numpy as np
 from scratchzoo import functional as F
 from scratchzoo.autograd import Tensor
 from scratchzoo.functional.routing import gather_rows, softplus, topk
-from scratchzoo.models.mlp import FFN
-from scratchzoo.nn import Linear, Module, ModuleList, check_input, init
+from scratchzoo.models.mlp import FFN, activation
+from scratchzoo.nn import Linear, Module, ModuleList, Sequential, check_input, init
 from scratchzoo.rng import generator
 
 
@@ -44,6 +46,7 @@ class MoEConfig:
     num_shared_experts: int = 0  # experts that every token uses, outside the routing
     shared_hidden: int | None = None  # hidden width of each shared expert (None: `hidden`)
     bias: bool = True  # biases in the experts' Linear layers (the router never has one)
+    share_down_projection: bool = False  # lighter experts: one down-projection shared by all (see MoE)
 
 
 # ============================================================================ routing
@@ -166,7 +169,14 @@ class MoE(Module):
             raise ValueError(f"MoE: num_shared_experts must be >= 0, got {c.num_shared_experts}")
         self.config = c
         self.router = TopKRouter(c.d_model, c.num_experts, c.top_k, c.noisy_gating)
-        self.experts = ModuleList(FFN(c.d_model, c.hidden, c.activation, bias=c.bias) for _ in range(c.num_experts))
+        if c.share_down_projection:  # each expert is up-projection + activation; `down` is everyone's W2
+            self.experts = ModuleList(Sequential(Linear(c.d_model, c.hidden, bias=c.bias), activation(c.activation))
+                                      for _ in range(c.num_experts))
+            self.down: Linear | None = Linear(c.hidden, c.d_model, bias=c.bias)
+        else:
+            self.experts = ModuleList(FFN(c.d_model, c.hidden, c.activation, bias=c.bias)
+                                      for _ in range(c.num_experts))
+            self.down = None
         shared_hidden = c.shared_hidden or c.hidden
         self.shared_experts = ModuleList(FFN(c.d_model, shared_hidden, c.activation, bias=c.bias)
                                          for _ in range(c.num_shared_experts))
@@ -197,7 +207,9 @@ class MoE(Module):
         route = self.router(tokens)
         plan = dispatch_plan(route.expert_index, c.num_experts, self.capacity(tokens.shape[0]))
         self._record(route, plan)
-        out = self.combine(self.run_experts(tokens, plan), route.gates, plan)  # (N, d)
+        out = self.combine(self.run_experts(tokens, plan), route.gates, plan)  # (N, d), or (N, hidden) shared
+        if self.down is not None:
+            out = self.shared_down(out, route.gates, plan)
         for expert in self.shared_experts:
             out = out + expert(tokens)  # shared experts: every token, weight 1
         return out.reshape(x.shape)
@@ -214,9 +226,20 @@ class MoE(Module):
         (dropped assignments read a zero row), then weight and sum over the k slots."""
         tokens, k = gates.shape
         if plan.dropped:
-            outputs = outputs + [Tensor(np.zeros((1, self.config.d_model), dtype=gates.dtype))]
+            width = self.config.d_model if self.down is None else self.config.hidden
+            outputs = outputs + [Tensor(np.zeros((1, width), dtype=gates.dtype))]
         per_slot = gather_rows(F.cat(outputs, dim=0), plan.source).reshape(tokens, k, -1)  # (N, k, d)
         return (per_slot * gates.unsqueeze(-1)).sum(dim=1)  # (N, d)
+
+    def shared_down(self, mixed: Tensor, gates: Tensor, plan: DispatchPlan) -> Tensor:
+        """W2 h + (sum_j g_j) b2 for h = sum_j g_j act(W1_j x), the k experts' mixed hidden activations: equal
+        to sum_j g_j (W2 act(W1_j x) + b2) since W2 is linear, but one (hidden -> d_model) product per token
+        instead of k. The bias counts only the kept assignments, so a fully dropped token still gets 0."""
+        out = F.linear(mixed, self.down.weight)
+        if self.down.bias is None:
+            return out
+        kept = Tensor((plan.source < plan.token.size).reshape(gates.shape).astype(gates.dtype))  # 0 if dropped
+        return out + (gates * kept).sum(dim=-1, keepdim=True) * self.down.bias
 
     def _record(self, route: Routing, plan: DispatchPlan) -> None:
         """The routing statistics documented in the class docstring."""

@@ -209,6 +209,7 @@ class MoEGPTConfig(GPTCharConfig):
     capacity_factor: float | None = None
     noisy_gating: bool = False
     num_shared_experts: int = 0
+    share_down_projection: bool = False  # lighter experts: one down-projection for all (models/moe.py)
     load_windows: int = 64  # validation windows (of block_size) read to measure the expert load
     only_moe: bool = False  # skip the two baselines
 
@@ -225,14 +226,15 @@ def build_moe_gpt(config: MoEGPTConfig, vocab_size: int) -> GPT:
         return MoE(MoEConfig(d_model=gpt.n_embd, hidden=expert_width(config), num_experts=config.num_experts,
                              top_k=config.top_k, activation="gelu", noisy_gating=config.noisy_gating,
                              capacity_factor=config.capacity_factor, num_shared_experts=config.num_shared_experts,
-                             bias=gpt.bias))
+                             share_down_projection=config.share_down_projection, bias=gpt.bias))
 
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=config.block_size, n_layer=config.n_layer,
                           n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias),
                 feed_forward=moe)
     for layer in moe_layers(model):
-        for expert in (*layer.experts, *layer.shared_experts):
-            init.normal_(expert.down.weight, 0.0, residual_init_std(config.n_layer))
+        downs = [layer.down] if layer.down is not None else [expert.down for expert in layer.experts]
+        for down in downs + [expert.down for expert in layer.shared_experts]:
+            init.normal_(down.weight, 0.0, residual_init_std(config.n_layer))
         if layer.router.noise is not None:
             init.zeros_(layer.router.noise.weight)
     return model
