@@ -6,19 +6,23 @@ Run from the repository root:
     python benchmarks/vs_torch.py --config mlp     # one config
     python benchmarks/vs_torch.py --json           # one JSON object per config and line
     python benchmarks/vs_torch.py --steps 100      # more measured steps (default 50)
-    scratchzoo bench [--config mlp] [--json]       # the same, through the CLI
+    scratchzoo bench [--config mlp] [--json] [--steps 100]   # the same, through the CLI
 
 Both libraries run on this machine in one process, with PyTorch's intra-op threads set to the number of
-threads NumPy's BLAS uses (both are printed). These machines are noisy (a second core is sometimes slowed
-by 10-35%), so each config is warmed up (>= 10 steps each; PyTorch's oneDNN needs about that many), then
-timed interleaved (ours, torch, ours, torch, ...) and reported as medians. Before timing, the first
-steps' losses of the two must agree to 1e-4, so a wrong computation is never timed.
+threads NumPy's BLAS uses (both are printed, with where the BLAS count came from: threadpoolctl when it is
+installed, else the *_NUM_THREADS variable NumPy's BLAS reads, else the CPU count). These machines are
+noisy (a second core is sometimes slowed by 10-35%), so each config is warmed up (>= 10 steps each;
+PyTorch's oneDNN needs about that many), then timed interleaved (ours, torch, ours, torch, ...) and
+reported as medians. Before timing, the first
+steps' losses of the two must agree to 1e-4, so a wrong computation is never timed. Each `--json` row
+also says what was measured: the thread counts, the checked, warm-up and measured step counts.
 
 A config is one function registered with `@config(name, target)`: it builds both models with the same
 weights (ours' state_dict loaded into torch's) and the same batches, and returns a `Case` of two
 zero-argument step functions that each return that step's loss as a float. `target` is the ratio
 (ours / torch) the config should stay under. `extras` (optional) measures further figures printed under
-the config's row and added to its JSON (gpt: sampling speed with and without the KV cache).
+the config's row and added to its JSON (gpt: sampling speed with and without the KV cache, warmed up,
+interleaved, medians of SAMPLE_RUNS runs).
 """
 from __future__ import annotations
 
@@ -316,27 +320,35 @@ class TorchGPT(torch.nn.Module):
         return idx
 
 
-def gpt_sampling() -> dict[str, float]:
+SAMPLE_RUNS = 5  # timed runs of each generator, interleaved, after one warm-up run each
+SAMPLE_WARMUP_TOKENS = 72  # past block_size, so the warm-up also takes the cropping path
+
+
+def gpt_sampling() -> dict[str, float | int]:
     """Tokens per second of sampling SAMPLE_TOKENS tokens (batch 1, temperature 1): ours with and without
-    the KV cache, and nanoGPT's torch generate (no cache) for reference; medians of 3."""
+    the KV cache, and nanoGPT's torch generate (no cache) for reference. Each is warmed up once (a run of
+    SAMPLE_WARMUP_TOKENS tokens), then the three are timed interleaved (cache, no cache, torch, cache, ...)
+    SAMPLE_RUNS times; the rates are from the median times. The row also says what was measured."""
     sz.manual_seed(0)
     torch.manual_seed(0)
     ours, theirs = GPT(GPTConfig(**GPT_SIZES)), TorchGPT(**GPT_SIZES).eval()
     copy_weights(ours, theirs)
     prompt = np.zeros((1, 1), dtype=np.int64)
-
-    def rate(generate: Callable[[], object]) -> float:
-        times = []
-        for _ in range(3):
+    generators: dict[str, Callable[[int], object]] = {
+        "sample_tokens_per_s_kv_cache": lambda tokens: ours.generate(prompt, tokens),
+        "sample_tokens_per_s_no_cache": lambda tokens: ours.generate(prompt, tokens, use_cache=False),
+        "torch_sample_tokens_per_s_no_cache": lambda tokens: theirs.generate(torch.from_numpy(prompt), tokens)}
+    for generate in generators.values():
+        generate(SAMPLE_WARMUP_TOKENS)
+    times: dict[str, list[float]] = {name: [] for name in generators}
+    for _ in range(SAMPLE_RUNS):
+        for name, generate in generators.items():
             start = time.perf_counter()
-            generate()
-            times.append(time.perf_counter() - start)
-        return round(SAMPLE_TOKENS / statistics.median(times), 1)
-
-    return {"sample_tokens_per_s_kv_cache": rate(lambda: ours.generate(prompt, SAMPLE_TOKENS)),
-            "sample_tokens_per_s_no_cache": rate(lambda: ours.generate(prompt, SAMPLE_TOKENS, use_cache=False)),
-            "torch_sample_tokens_per_s_no_cache": rate(lambda: theirs.generate(torch.from_numpy(prompt),
-                                                                               SAMPLE_TOKENS))}
+            generate(SAMPLE_TOKENS)
+            times[name].append(time.perf_counter() - start)
+    rates = {name: round(SAMPLE_TOKENS / statistics.median(seconds), 1) for name, seconds in times.items()}
+    return {**rates, "sample_tokens": SAMPLE_TOKENS, "sample_warmup_tokens": SAMPLE_WARMUP_TOKENS,
+            "sample_runs": SAMPLE_RUNS}
 
 
 @config("gpt", target=1.5, extras=gpt_sampling)
@@ -385,16 +397,49 @@ def gpt() -> Case:
 # ============================================================================ measuring
 
 
-def blas_threads() -> int:
-    """How many threads NumPy's BLAS uses (threadpoolctl), else the number of CPUs."""
+# the environment variables each BLAS reads for its thread count, first found first (OpenBLAS: driver/others/
+# blas_server.c; MKL: MKL_NUM_THREADS over OMP_NUM_THREADS); an unknown BLAS gets the common ones in this order
+BLAS_THREAD_VARIABLES = {"openblas": ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"),
+                         "mkl": ("MKL_NUM_THREADS", "OMP_NUM_THREADS")}
+COMMON_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (what OpenBLAS caps its threads at)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def numpy_blas_name() -> str:
+    """The BLAS NumPy was built with, lower case ('scipy-openblas', 'mkl', ...), or '' when it does not say."""
+    try:
+        return str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]).lower()
+    except Exception:  # NumPy < 1.25 has no mode="dicts"; other builds may lack the entry
+        return ""
+
+
+def blas_threads() -> tuple[int, str]:
+    """How many threads NumPy's BLAS uses, and where that number came from: threadpoolctl when it is
+    installed (it asks the loaded library), else the *_NUM_THREADS variables in the order NumPy's BLAS
+    reads them (capped at the CPU count, as OpenBLAS does), else the CPU count."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return os.cpu_count() or 1
-    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
-    from_numpy = [info for info in blas if "numpy" in info.get("filepath", "")]
-    chosen = from_numpy or blas
-    return int(chosen[0]["num_threads"]) if chosen else (os.cpu_count() or 1)
+        pass
+    else:
+        blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+        chosen = [info for info in blas if "numpy" in info.get("filepath", "")] or blas
+        if chosen:
+            return int(chosen[0]["num_threads"]), "threadpoolctl"
+    name = numpy_blas_name()
+    kind = next((kind for kind in BLAS_THREAD_VARIABLES if kind in name), None)
+    for variable in BLAS_THREAD_VARIABLES.get(kind, COMMON_THREAD_VARIABLES):
+        value = os.environ.get(variable, "").split(",")[0].strip()  # OMP_NUM_THREADS may list nested levels
+        if value.isdigit() and int(value) > 0:
+            return min(int(value), cpu_count()), variable
+    return cpu_count(), "CPU count"
 
 
 class WrongComputation(AssertionError):
@@ -408,8 +453,14 @@ def check_losses(name: str, case: Case) -> None:
             raise WrongComputation(f"{name}: step {step} loss {ours:.7g} (ours) != {theirs:.7g} (torch)")
 
 
-def measure(entry: Config, steps: int) -> dict[str, float | str]:
-    """Medians over `steps` interleaved steps, after a check and a warm-up of each."""
+STEP_KEYS = ("config", "ours_ms", "torch_ms", "ratio", "target")  # the table's columns; the rest of a row
+# says how it was measured (threads, step counts), then come the config's extras
+
+
+def measure(entry: Config, steps: int, blas: tuple[int, str] | None = None) -> dict[str, float | int | str]:
+    """Medians over `steps` interleaved steps, after a check and a warm-up of each. `blas`: NumPy's BLAS
+    thread count and its source, as `blas_threads()` returns them (looked up when not given)."""
+    blas_count, blas_source = blas if blas is not None else blas_threads()
     case = entry.build()
     check_losses(entry.name, case)
     for _ in range(WARMUP_STEPS):
@@ -428,7 +479,10 @@ def measure(entry: Config, steps: int) -> dict[str, float | str]:
     ours_ms = 1e3 * statistics.median(ours_times)
     torch_ms = 1e3 * statistics.median(torch_times)
     row = {"config": entry.name, "ours_ms": round(ours_ms, 3), "torch_ms": round(torch_ms, 3),
-           "ratio": round(ours_ms / torch_ms, 3), "target": entry.target}
+           "ratio": round(ours_ms / torch_ms, 3), "target": entry.target,
+           "blas_threads": blas_count, "blas_threads_from": blas_source, "torch_threads": torch.get_num_threads(),
+           "checked_steps": CHECKED_STEPS, "warmup_steps": WARMUP_STEPS, "measured_steps": steps,
+           "statistic": "median"}
     return {**row, **(entry.extras() if entry.extras else {})}
 
 
@@ -446,17 +500,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vs_torch: --steps must be at least {MIN_STEPS}, got {args.steps}", file=sys.stderr)
         return 2
 
-    threads = blas_threads()
+    threads, source = blas_threads()
     torch.set_num_threads(threads)
     names = [args.config] if args.config else list(CONFIGS)
-    header = (f"threads: NumPy BLAS {threads}, PyTorch {torch.get_num_threads()}; "
+    header = (f"threads: NumPy BLAS {threads} (from {source}), PyTorch {torch.get_num_threads()}; "
               f"{WARMUP_STEPS} warm-up + {args.steps} measured steps each, interleaved, medians")
     print(header, file=sys.stderr if args.json else sys.stdout)  # --json keeps stdout to JSON lines
     if not args.json:
         print(f"{'config':<10} {'ours ms/step':>13} {'torch ms/step':>14} {'ratio':>7} {'target':>7}")
     for name in names:
         try:
-            row = measure(CONFIGS[name], args.steps)
+            row = measure(CONFIGS[name], args.steps, (threads, source))
         except WrongComputation as error:
             print(f"vs_torch: {error}; not timed", file=sys.stderr)
             return 1
@@ -465,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name:<10} {row['ours_ms']:>13.3f} {row['torch_ms']:>14.3f} {row['ratio']:>7.2f} "
                   f"{row['target']:>7.2f}", flush=True)
-            for key in list(row)[5:]:  # a config's extras, one per line under its row
+            extras = list(row)[list(row).index("statistic") + 1:]  # the header says how the steps were measured
+            for key in extras:  # a config's extras, one per line under its row
                 print(f"  {key}: {row[key]}", flush=True)
     return 0
 

@@ -98,6 +98,137 @@ def test_bench_unknown_config_exits_2(capfd):
     assert "nope" in err and "Traceback" not in err
 
 
+def test_bench_passes_steps_on(capfd):
+    """--steps reaches benchmarks/vs_torch.py, which refuses fewer than 20 measured steps."""
+    assert main(["bench", "--config", "mlp", "--steps", "3"]) == 2
+    err = capfd.readouterr().err
+    assert "--steps must be at least 20, got 3" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def vs_torch():
+    """benchmarks/vs_torch.py as a module (benchmarks/ is not a package: loaded from its path)."""
+    import importlib.util
+    pytest.importorskip("torch")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vs_torch.py"
+    if "vs_torch" not in sys.modules:  # gpt_char_reference.py imports it under this name too
+        spec = importlib.util.spec_from_file_location("vs_torch", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["vs_torch"] = module  # dataclasses look their module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules["vs_torch"]
+
+
+@pytest.fixture
+def tiny_config(vs_torch, monkeypatch):
+    """A config of a Linear(4, 3) step (Adam, cross-entropy), registered as 'tiny', counting each side's steps."""
+    import numpy as np
+    import torch
+
+    from scratchzoo import nn, rng
+
+    calls = {"ours": 0, "torch": 0}
+
+    def build():
+        rng.manual_seed(0)
+        batches = [(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32), np.arange(8) % 3)]
+
+        def count(side):
+            calls[side] += 1
+        return vs_torch.adam_cross_entropy_case(nn.Linear(4, 3), torch.nn.Linear(4, 3), batches, before_step=count)
+
+    entry = vs_torch.Config("tiny", 9.0, build, extras=lambda: {"extra_figure": 1.5})
+    monkeypatch.setitem(vs_torch.CONFIGS, "tiny", entry)
+    return entry, calls
+
+
+def test_vs_torch_measure_checks_warms_up_and_reports_what_it_measured(vs_torch, tiny_config):
+    entry, calls = tiny_config
+    row = vs_torch.measure(entry, 3, blas=(1, "OPENBLAS_NUM_THREADS"))
+    steps = vs_torch.CHECKED_STEPS + vs_torch.WARMUP_STEPS + 3
+    assert calls == {"ours": steps, "torch": steps}  # interleaved pairs: checked, warm-up, measured
+    assert list(row)[:5] == ["config", "ours_ms", "torch_ms", "ratio", "target"]
+    assert row["config"] == "tiny" and row["target"] == 9.0 and row["ours_ms"] > 0 and row["torch_ms"] > 0
+    assert row["ratio"] == pytest.approx(row["ours_ms"] / row["torch_ms"], rel=0.1)  # of the unrounded times
+    assert {key: row[key] for key in ("blas_threads", "blas_threads_from", "checked_steps", "warmup_steps",
+                                      "measured_steps", "statistic")} == {
+        "blas_threads": 1, "blas_threads_from": "OPENBLAS_NUM_THREADS", "checked_steps": vs_torch.CHECKED_STEPS,
+        "warmup_steps": vs_torch.WARMUP_STEPS, "measured_steps": 3, "statistic": "median"}
+    assert isinstance(row["torch_threads"], int)
+    assert list(row)[-1] == "extra_figure" and row["extra_figure"] == 1.5  # the config's extras come last
+
+
+def test_vs_torch_json_rows_say_what_was_measured(vs_torch, tiny_config, capsys):
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        assert vs_torch.main(["--config", "tiny", "--json", "--steps", "20"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # main sets PyTorch's threads to NumPy's BLAS count
+    out, err = capsys.readouterr()
+    row = json.loads(out)  # stdout holds the JSON line only; the header went to stderr
+    assert row["measured_steps"] == 20 and row["warmup_steps"] == vs_torch.WARMUP_STEPS
+    assert row["torch_threads"] == row["blas_threads"] and row["blas_threads_from"] in err
+    assert f"NumPy BLAS {row['blas_threads']} (from {row['blas_threads_from']})" in err
+
+
+def test_vs_torch_refuses_to_time_a_wrong_computation(vs_torch, monkeypatch, capsys):
+    with pytest.raises(vs_torch.WrongComputation, match="step 1 loss 1 .ours. != 1.5 .torch."):
+        vs_torch.check_losses("wrong", vs_torch.Case(lambda: 1.0, lambda: 1.5))
+    losses = iter([2.0, 2.0, 1.0, 1.1])  # ours, torch, ours, torch: the second step differs
+    with pytest.raises(vs_torch.WrongComputation, match="step 2"):
+        vs_torch.check_losses("late", vs_torch.Case(lambda: next(losses), lambda: next(losses)))
+    vs_torch.check_losses("close", vs_torch.Case(lambda: 2.0, lambda: 2.0 + 1e-5))  # within 1e-4: no error
+
+    timed = []
+    case = vs_torch.Case(lambda: timed.append("ours") or 1.0, lambda: 2.0)
+    monkeypatch.setitem(vs_torch.CONFIGS, "wrong", vs_torch.Config("wrong", 1.0, lambda: case))
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        assert vs_torch.main(["--config", "wrong", "--json"]) == 1
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert out == "" and "wrong: step 1 loss" in err and "not timed" in err
+    assert timed == ["ours"]  # stopped at the first disagreement: no warm-up, no timing
+
+
+def test_vs_torch_blas_threads_without_threadpoolctl(vs_torch, monkeypatch):
+    """Without threadpoolctl: the variables NumPy's BLAS reads, in its order, else the CPU count; the
+    source is named. (OpenBLAS reads OPENBLAS_NUM_THREADS before OMP_NUM_THREADS; MKL its own first.)"""
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import threadpoolctl raises ImportError
+    monkeypatch.setattr(vs_torch, "cpu_count", lambda: 4)
+    for variable in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(vs_torch, "numpy_blas_name", lambda: "scipy-openblas")
+    assert vs_torch.blas_threads() == (4, "CPU count")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    assert vs_torch.blas_threads() == (2, "OMP_NUM_THREADS")  # OpenBLAS ignores MKL_NUM_THREADS
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert vs_torch.blas_threads() == (1, "OPENBLAS_NUM_THREADS")
+    monkeypatch.setattr(vs_torch, "numpy_blas_name", lambda: "mkl-sdl")
+    assert vs_torch.blas_threads() == (3, "MKL_NUM_THREADS")
+    monkeypatch.setenv("MKL_NUM_THREADS", "16")
+    assert vs_torch.blas_threads() == (4, "MKL_NUM_THREADS")  # never more than the CPUs
+    monkeypatch.setattr(vs_torch, "numpy_blas_name", lambda: "")  # unknown BLAS: the common order
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "0")  # not a thread count: skipped
+    assert vs_torch.blas_threads() == (4, "MKL_NUM_THREADS")
+
+
+def test_vs_torch_blas_threads_follow_the_environment(vs_torch):
+    """The number the benchmark gives PyTorch is what NumPy's BLAS really uses, whatever the source."""
+    import os
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import vs_torch; "
+            "print(*vs_torch.blas_threads(), sep=',')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1],
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split(",")[0] == "1", result.stdout
+
+
 def test_console_script_is_installed():
     exe = shutil.which("scratchzoo") or str(Path(sys.executable).with_name("scratchzoo"))
     result = subprocess.run([exe, "list"], capture_output=True, text=True, timeout=120)

@@ -14,12 +14,16 @@ def test_installed_cjk_fonts_are_appended_after_the_defaults():
     assert viz.with_cjk_fallback(["SimHei"], {"SimHei"}) == ["SimHei"]  # never listed twice
 
 
-def test_pyplot_keeps_the_default_fonts_first():
-    plt = viz._pyplot()
-    if plt is None:
-        pytest.skip("matplotlib not installed")
-    fonts = plt.rcParams["font.sans-serif"]
-    assert fonts[0] == "DejaVu Sans" and len(fonts) == len(set(fonts))
+def test_drawing_keeps_the_default_fonts_first_and_only_while_drawing(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    defaults = list(matplotlib.rcParams["font.sans-serif"])
+    fonts = viz.sans_serif_with_cjk()
+    assert fonts[:len(defaults)] == defaults and len(fonts) == len(set(fonts))
+    monkeypatch.setattr(viz, "installed_fonts", lambda: {"DejaVu Sans", "SimHei"})
+    with viz.new_figure(tmp_path / "figure.png"):  # the fallback is set while a figure is drawn ...
+        assert matplotlib.rcParams["font.sans-serif"] == [*defaults, "SimHei"]
+    assert matplotlib.rcParams["font.sans-serif"] == defaults  # ... and only then
+    assert (tmp_path / "figure.png").exists()
 
 
 def test_chinese_labels_fall_back_to_code_points_without_a_cjk_font():

@@ -70,8 +70,7 @@ def test_gates_of_a_bare_lstm_and_refusal_for_a_gru(tmp_path):
 
 
 def test_no_matplotlib_means_no_figure(tmp_path, monkeypatch):
-    monkeypatch.setattr(viz, "_pyplot", lambda: None)
-    monkeypatch.setattr(viz_rnn, "_pyplot", lambda: None)
+    monkeypatch.setattr(viz, "_matplotlib", lambda: None)  # as if it were not installed
     assert viz_rnn.plot_gates(char_lm(), np.arange(10), tmp_path / "gates.png") is False
     assert viz_rnn.plot_hidden_states(classifier("gru"), np.zeros(40), tmp_path / "hidden.png") is False
     assert not list(tmp_path.iterdir())

@@ -1,5 +1,5 @@
 """`scratchzoo list | train RECIPE [options] | eval RECIPE --ckpt DIR | sample RECIPE --ckpt DIR [options] |
-bench [--config NAME] [--json]`.
+bench [--config NAME] [--json] [--steps N]`.
 
 The options of `train` are the fields of the recipe's config dataclass, spelled with dashes
 (`--batch-size 64`, `--show-backward`), so the CLI never drifts from the recipes; `train RECIPE --help`
@@ -111,14 +111,16 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         print(f"{name}: {value:.6g}" if isinstance(value, float) else f"{name}: {value}")
 
 
-def _bench(config: str | None, as_json: bool) -> int:
-    """Run benchmarks/vs_torch.py of the source checkout (it needs PyTorch, which the library never imports)."""
+def _bench(config: str | None, as_json: bool, steps: int | None = None) -> int:
+    """Run benchmarks/vs_torch.py of the source checkout (it needs PyTorch, which the library never imports);
+    `steps` (measured steps per library) is passed on when given, and the script checks it."""
     candidates = [Path(__file__).resolve().parents[2] / "benchmarks" / "vs_torch.py",
                   Path.cwd() / "benchmarks" / "vs_torch.py"]
     script = next((path for path in candidates if path.exists()), None)
     if script is None:
         raise UsageError("bench: benchmarks/vs_torch.py not found; run from a source checkout of scratchzoo")
-    flags = (["--config", config] if config else []) + (["--json"] if as_json else [])
+    flags = ((["--config", config] if config else []) + (["--json"] if as_json else [])
+             + (["--steps", str(steps)] if steps is not None else []))
     return subprocess.call([sys.executable, str(script), *flags])
 
 
@@ -189,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="time a training step against PyTorch CPU")
     bench.add_argument("--config", default=None)
     bench.add_argument("--json", action="store_true")
+    bench.add_argument("--steps", type=int, default=None, help="measured steps per library (default: the script's)")
     try:
         args, rest = parser.parse_known_args(argv)
         if rest and args.command != "train":
@@ -203,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sample":
             _sample(args)
         elif args.command == "bench":
-            return _bench(args.config, args.json)
+            return _bench(args.config, args.json, args.steps)
     except UsageError as error:
         return _report(error, 2)
     except _config_errors() as error:  # the tuples are built only when an exception is being matched

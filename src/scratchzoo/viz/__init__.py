@@ -1,8 +1,15 @@
-"""Figures, drawn only when matplotlib is installed (`pip install scratchzoo[plot]`)."""
+"""Figures, drawn only when matplotlib is installed (`pip install scratchzoo[plot]`).
+
+Every plot function returns whether it wrote a figure (False when matplotlib is missing). They draw on a
+bare `matplotlib.figure.Figure` written through its own canvas, never through pyplot: the caller's backend
+(a notebook's inline one, say), pyplot's list of open figures and the global rcParams are left as they
+were, also when a plot fails. The CJK font fallback applies only while a figure is built and written.
+"""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -25,41 +32,67 @@ def installed_fonts() -> set[str]:
     return {font.name for font in font_manager.fontManager.ttflist}
 
 
-def _pyplot():
-    """matplotlib.pyplot with a file-only backend and CJK font fallback, or None when matplotlib is missing."""
+def _matplotlib() -> Any:
+    """The matplotlib module, or None when it is not installed (the one place that decides)."""
     try:
         import matplotlib
     except ImportError:
         return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    plt.rcParams["font.sans-serif"] = with_cjk_fallback(plt.rcParams["font.sans-serif"], installed_fonts())
-    return plt
+    return matplotlib
+
+
+def have_matplotlib() -> bool:
+    """Whether figures can be drawn; the plot functions return False at once when not."""
+    return _matplotlib() is not None
+
+
+def sans_serif_with_cjk() -> list[str]:
+    """The current sans-serif font list with the installed CJK fonts appended: what `new_figure` draws with."""
+    import matplotlib
+    return with_cjk_fallback(matplotlib.rcParams["font.sans-serif"], installed_fonts())
+
+
+@contextmanager
+def new_figure(path: Path | str, tight_layout: bool = True, **figure_options: Any) -> Iterator[Any]:
+    """A new `matplotlib.figure.Figure(**figure_options)` to draw on; when the block ends without an
+    error, it is laid out (unless `tight_layout` is False) and written to `path` as PNG. The figure is
+    unknown to pyplot and the CJK font fallback is set in a local `rc_context`, so the backend, pyplot's
+    open figures and the global rcParams are the same afterwards, whether drawing succeeded or not."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context({"font.sans-serif": sans_serif_with_cjk()}):
+        figure = Figure(**figure_options)
+        try:
+            yield figure
+            save_figure(figure, path, tight_layout)
+        finally:
+            figure.clear()  # free the artists now, whatever happened
+
+
+def save_figure(figure: Any, path: Path | str, tight_layout: bool = True) -> bool:
+    """Lay out and write `figure` as PNG through its own canvas (no pyplot); True, for the plot functions."""
+    if tight_layout:
+        figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return True
 
 
 def plot_curves(path: Path, losses: Sequence[float], evaluations: dict[str, Sequence[tuple[int, float]]]) -> bool:
     """Training loss per step (smoothed over 1% of the run) and evaluation metrics at their steps.
     Returns whether a figure was written."""
-    plt = _pyplot()
-    if plt is None or not losses:
+    if not have_matplotlib() or not losses:
         return False
-    figure, axes = plt.subplots(1, 1 + bool(evaluations), figsize=(5 + 5 * bool(evaluations), 3.5), squeeze=False)
-    window = max(len(losses) // 100, 1)
-    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-    axes[0, 0].plot(np.arange(len(smooth)) + window, smooth)
-    axes[0, 0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
-    for name, points in evaluations.items():
-        steps, values = zip(*points)
-        axes[0, 1].plot(steps, values, marker="o", label=name)
-    if evaluations:
-        axes[0, 1].set(xlabel="step", title="evaluation")
-        axes[0, 1].legend()
-    return save_figure(plt, figure, path)
-
-
-def save_figure(plt, figure, path: Path | str) -> bool:
-    """Lay out, write as PNG and free the figure; True, for the plot functions to return."""
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    with new_figure(path, figsize=(5 + 5 * bool(evaluations), 3.5)) as figure:
+        axes = figure.subplots(1, 1 + bool(evaluations), squeeze=False)
+        window = max(len(losses) // 100, 1)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        axes[0, 0].plot(np.arange(len(smooth)) + window, smooth)
+        axes[0, 0].set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+        for name, points in evaluations.items():
+            steps, values = zip(*points)
+            axes[0, 1].plot(steps, values, marker="o", label=name)
+        if evaluations:
+            axes[0, 1].set(xlabel="step", title="evaluation")
+            axes[0, 1].legend()
     return True

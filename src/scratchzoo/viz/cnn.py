@@ -14,7 +14,7 @@ import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.nn import Module, eval_mode
-from scratchzoo.viz import _pyplot, save_figure
+from scratchzoo.viz import have_matplotlib, new_figure
 
 
 def _array(value: Any) -> np.ndarray:
@@ -33,31 +33,32 @@ def plot_filters(conv_weight: Any, path: Path | str, max_filters: int = 64) -> b
     panel scaled to its own range, red positive and blue negative); (out, in, k) for Conv1d, drawn as
     one line per kernel (input channel 0).
     """
-    plt = _pyplot()
-    if plt is None:
+    if not have_matplotlib():
         return False
     weight = _array(conv_weight)
     if weight.ndim not in (3, 4):
         raise ValueError(f"plot_filters: expected a Conv1d/Conv2d weight of 3 or 4 dims, got shape {weight.shape}")
+    shape = weight.shape
     weight = weight[:max_filters]
     rows, cols = _grid(len(weight))
-    figure, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows), squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.set_xticks([])
-        axis.set_yticks([])
-        if index >= len(weight):
-            axis.axis("off")
-            continue
-        if weight.ndim == 4:
-            kernel = weight[index].mean(axis=0)
-            limit = np.abs(kernel).max() or 1.0
-            axis.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        else:
-            axis.axhline(0.0, color="0.8", linewidth=0.8)
-            axis.plot(weight[index, 0], marker=".")
-        axis.set_title(str(index), fontsize=7)
-    figure.suptitle(f"first-layer kernels {tuple(_array(conv_weight).shape)}", fontsize=9)
-    return save_figure(plt, figure, path)
+    with new_figure(path, figsize=(1.3 * cols, 1.3 * rows)) as figure:
+        axes = figure.subplots(rows, cols, squeeze=False)
+        for index, axis in enumerate(axes.flat):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if index >= len(weight):
+                axis.axis("off")
+                continue
+            if weight.ndim == 4:
+                kernel = weight[index].mean(axis=0)
+                limit = np.abs(kernel).max() or 1.0
+                axis.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+            else:
+                axis.axhline(0.0, color="0.8", linewidth=0.8)
+                axis.plot(weight[index, 0], marker=".")
+            axis.set_title(str(index), fontsize=7)
+        figure.suptitle(f"first-layer kernels {tuple(shape)}", fontsize=9)
+    return True
 
 
 @no_grad()
@@ -84,35 +85,38 @@ def plot_feature_maps(model: Module, x: Any, path: Path | str, max_channels: int
     2-D: one row per stage (the input, then each block), showing its first `max_channels` channels as
     images. 1-D: one heatmap per stage, channels down, position along the sequence across.
     """
-    plt = _pyplot()
-    if plt is None:
+    if not have_matplotlib():
         return False
     maps = block_outputs(model, x)
     if model.config.dims == 2:
         cols = min(max(m.shape[0] for _, m in maps), max_channels)
-        figure, axes = plt.subplots(len(maps), cols, figsize=(1.4 * cols, 1.5 * len(maps)), squeeze=False)
-        for row, (name, stage) in enumerate(maps):
-            for col in range(cols):
-                axis = axes[row, col]
-                axis.set_xticks([])
-                axis.set_yticks([])
-                if col >= stage.shape[0]:
-                    axis.axis("off")
-                    continue
-                axis.imshow(stage[col], cmap="gray" if row == 0 else "viridis", interpolation="nearest")
-                if col == 0:
-                    axis.set_ylabel(f"{name}\n{tuple(stage.shape)}", fontsize=7)
+        size = (1.4 * cols, 1.5 * len(maps))
     else:
-        figure, axes = plt.subplots(len(maps), 1, figsize=(7, 1.6 * len(maps)), squeeze=False)
-        for row, (name, stage) in enumerate(maps):
-            axis = axes[row, 0]
-            if row == 0 and stage.shape[0] == 1:  # the raw signal reads best as a line
-                axis.plot(stage[0])
-                axis.set_xlim(-0.5, stage.shape[1] - 0.5)
-            else:
-                axis.imshow(stage, aspect="auto", cmap="viridis", interpolation="nearest")
-            axis.set_ylabel(f"{name}\n{tuple(stage.shape)}", fontsize=7)
-        axes[-1, 0].set_xlabel("position")
-    what = "first channels of each stage" if model.config.dims == 2 else "channels (rows) along the sequence"
-    figure.suptitle(f"feature maps of one input after each conv block: {what}", fontsize=9)
-    return save_figure(plt, figure, path)
+        cols, size = 1, (7, 1.6 * len(maps))
+    with new_figure(path, figsize=size) as figure:
+        axes = figure.subplots(len(maps), cols, squeeze=False)
+        if model.config.dims == 2:
+            for row, (name, stage) in enumerate(maps):
+                for col in range(cols):
+                    axis = axes[row, col]
+                    axis.set_xticks([])
+                    axis.set_yticks([])
+                    if col >= stage.shape[0]:
+                        axis.axis("off")
+                        continue
+                    axis.imshow(stage[col], cmap="gray" if row == 0 else "viridis", interpolation="nearest")
+                    if col == 0:
+                        axis.set_ylabel(f"{name}\n{tuple(stage.shape)}", fontsize=7)
+        else:
+            for row, (name, stage) in enumerate(maps):
+                axis = axes[row, 0]
+                if row == 0 and stage.shape[0] == 1:  # the raw signal reads best as a line
+                    axis.plot(stage[0])
+                    axis.set_xlim(-0.5, stage.shape[1] - 0.5)
+                else:
+                    axis.imshow(stage, aspect="auto", cmap="viridis", interpolation="nearest")
+                axis.set_ylabel(f"{name}\n{tuple(stage.shape)}", fontsize=7)
+            axes[-1, 0].set_xlabel("position")
+        what = "first channels of each stage" if model.config.dims == 2 else "channels (rows) along the sequence"
+        figure.suptitle(f"feature maps of one input after each conv block: {what}", fontsize=9)
+    return True

@@ -14,7 +14,7 @@ import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.nn import LSTM, Module, eval_mode, lstm_gates
-from scratchzoo.viz import _pyplot, save_figure
+from scratchzoo.viz import have_matplotlib, new_figure
 
 
 def _recurrent_input(model: Module, x: Any) -> tuple[Module, Tensor]:
@@ -74,37 +74,37 @@ def plot_gates(model_or_lstm: Module, x: Any, path: Path | str, labels: Sequence
     """Three heatmaps (hidden units x time, colour scale fixed to (0, 1)): the input gate i_t, the forget
     gate f_t and the output gate o_t of an LSTM reading one sample. `labels`, one per step (e.g. the
     characters read), name the time axis."""
-    plt = _pyplot()
-    if plt is None:
+    if not have_matplotlib():
         return False
     gates = gate_activations(model_or_lstm, x, layer)
     steps, units = gates["input"].shape
-    figure, axes = plt.subplots(3, 1, figsize=(min(max(6, 0.12 * steps), 16), 2.4 * 3 + 0.6), squeeze=False)
-    for axis, (name, values) in zip(axes[:, 0], gates.items()):
-        image = axis.imshow(values.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-        axis.set_ylabel(f"{name} gate\nunit", fontsize=8)
-        _time_axis(axis, steps, labels)
-        figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
-    figure.suptitle(f"LSTM gate activations over one sequence ({units} units x {steps} steps; 0 closed, 1 open)",
-                    fontsize=9)
-    return save_figure(plt, figure, path)
+    with new_figure(path, figsize=(min(max(6, 0.12 * steps), 16), 2.4 * 3 + 0.6)) as figure:
+        axes = figure.subplots(3, 1, squeeze=False)
+        for axis, (name, values) in zip(axes[:, 0], gates.items()):
+            image = axis.imshow(values.T, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+            axis.set_ylabel(f"{name} gate\nunit", fontsize=8)
+            _time_axis(axis, steps, labels)
+            figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
+        figure.suptitle(f"LSTM gate activations over one sequence ({units} units x {steps} steps; 0 closed, 1 open)",
+                        fontsize=9)
+    return True
 
 
 def plot_hidden_states(model: Module, x: Any, path: Path | str, labels: Sequence[str] | None = None) -> bool:
     """One heatmap of the top recurrent layer's hidden state h_t (units down, time across) while `model`
     reads one sample; LSTM, GRU and RNN alike."""
-    plt = _pyplot()
-    if plt is None:
+    if not have_matplotlib():
         return False
     states = hidden_states(model, x)
     steps, units = states.shape
     limit = float(np.abs(states).max()) or 1.0
-    figure, axis = plt.subplots(figsize=(min(max(6, 0.12 * steps), 16), 3.2))
-    image = axis.imshow(states.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    axis.set_ylabel("hidden unit")
-    _time_axis(axis, steps, labels)
-    figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
     rnn = model.rnn if hasattr(model, "rnn") else model
-    figure.suptitle(f"{type(rnn).__name__} hidden state h_t over one sequence ({units} units x {steps} steps)",
-                    fontsize=9)
-    return save_figure(plt, figure, path)
+    with new_figure(path, figsize=(min(max(6, 0.12 * steps), 16), 3.2)) as figure:
+        axis = figure.subplots()
+        image = axis.imshow(states.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        axis.set_ylabel("hidden unit")
+        _time_axis(axis, steps, labels)
+        figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
+        figure.suptitle(f"{type(rnn).__name__} hidden state h_t over one sequence ({units} units x {steps} steps)",
+                        fontsize=9)
+    return True

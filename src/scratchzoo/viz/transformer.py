@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from scratchzoo.nn.transformer import sinusoidal_table
-from scratchzoo.viz import CJK_FONTS, _pyplot, installed_fonts, save_figure
+from scratchzoo.viz import CJK_FONTS, have_matplotlib, installed_fonts, new_figure
 
 ATTENTION_FILES = {"encoder_self": ("attention_encoder.png", "encoder self-attention", "source", "source"),
                    "decoder_self": ("attention_decoder.png", "decoder self-attention (causal)", "target", "target"),
@@ -35,32 +35,31 @@ def plot_attention_grid(weights: np.ndarray, query_labels: Sequence[str], key_la
                         path: Path | str, title: str = "attention", query_axis: str = "query",
                         key_axis: str = "key") -> bool:
     """One heatmap per (layer, head) of weights (L, H, Tq, Tk); colour scale 0..1 shared by all panels."""
-    plt = _pyplot()
-    if plt is None:
+    if not have_matplotlib():
         return False
     layers, heads, tq, tk = weights.shape
     size = max(1.6, 0.28 * max(tq, tk))
-    cjk = bool(set(CJK_FONTS) & installed_fonts())  # _pyplot put them in the fallback list already
+    cjk = bool(set(CJK_FONTS) & installed_fonts())  # new_figure puts them in the fallback list
     query_labels, key_labels = _drawable(query_labels, cjk), _drawable(key_labels, cjk)
-    figure, axes = plt.subplots(layers, heads, figsize=(size * heads + 1.0, size * layers + 0.8), squeeze=False)
-    for layer in range(layers):
-        for head in range(heads):
-            axis = axes[layer, head]
-            image = axis.imshow(weights[layer, head], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
-            axis.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
-            # tokens label the outer panels only: the grid shares its axes, and inner labels would collide
-            axis.set_xticks(np.arange(tk))
-            axis.set_xticklabels(key_labels if layer == layers - 1 else [], fontsize=6, rotation=90)
-            axis.set_yticks(np.arange(tq))
-            axis.set_yticklabels(query_labels if head == 0 else [], fontsize=6)
-            if head == 0:
-                axis.set_ylabel(query_axis, fontsize=7)
-            if layer == layers - 1:
-                axis.set_xlabel(key_axis, fontsize=7)
-    figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
-    figure.suptitle(title, fontsize=9)
-    figure.savefig(path, dpi=100)  # colorbar over several axes: tight_layout would warn, so save as laid out
-    plt.close(figure)
+    # a colorbar over several axes: tight_layout would warn, so the figure is written as laid out
+    with new_figure(path, tight_layout=False, figsize=(size * heads + 1.0, size * layers + 0.8)) as figure:
+        axes = figure.subplots(layers, heads, squeeze=False)
+        for layer in range(layers):
+            for head in range(heads):
+                axis = axes[layer, head]
+                image = axis.imshow(weights[layer, head], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+                axis.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
+                # tokens label the outer panels only: the grid shares its axes, and inner labels would collide
+                axis.set_xticks(np.arange(tk))
+                axis.set_xticklabels(key_labels if layer == layers - 1 else [], fontsize=6, rotation=90)
+                axis.set_yticks(np.arange(tq))
+                axis.set_yticklabels(query_labels if head == 0 else [], fontsize=6)
+                if head == 0:
+                    axis.set_ylabel(query_axis, fontsize=7)
+                if layer == layers - 1:
+                    axis.set_xlabel(key_axis, fontsize=7)
+        figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01)
+        figure.suptitle(title, fontsize=9)
     return True
 
 
@@ -82,20 +81,21 @@ def plot_positional_encoding(path: Path | str, max_len: int, d_model: int) -> bo
     Left, the table: early columns turn fast with the position, late ones slowly, so every position gets a
     distinct pattern. Middle, a few columns along the positions: a sine/cosine pair and slower dimensions.
     Right, pe @ pe^T: the dot product of two positions depends only on their distance (a band structure)."""
-    plt = _pyplot()
-    if plt is None:
+    if not have_matplotlib():
         return False
     table = sinusoidal_table(max_len, d_model)
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    image = axes[0].imshow(table, aspect="auto", cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
-    axes[0].set(xlabel="dimension (even: sin, odd: cos)", ylabel="position",
-                title=f"pe: {max_len} positions x {d_model} dimensions")
-    figure.colorbar(image, ax=axes[0], fraction=0.04, pad=0.01)
-    for column in sorted({min(8, d_model - 2), min(9, d_model - 1), d_model // 4, d_model // 2, 3 * d_model // 4}):
-        axes[1].plot(table[:, column], label=f"dimension {column}")
-    axes[1].set(xlabel="position", ylabel="value", title="columns of pe")
-    axes[1].legend(fontsize=7)
-    similarity = axes[2].imshow(table @ table.T, aspect="auto", cmap="viridis", interpolation="nearest")
-    axes[2].set(xlabel="position", ylabel="position", title="pe @ pe.T: depends on the distance only")
-    figure.colorbar(similarity, ax=axes[2], fraction=0.04, pad=0.01)
-    return save_figure(plt, figure, path)
+    with new_figure(path, figsize=(15, 4)) as figure:
+        axes = figure.subplots(1, 3)
+        image = axes[0].imshow(table, aspect="auto", cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+        axes[0].set(xlabel="dimension (even: sin, odd: cos)", ylabel="position",
+                    title=f"pe: {max_len} positions x {d_model} dimensions")
+        figure.colorbar(image, ax=axes[0], fraction=0.04, pad=0.01)
+        for column in sorted({min(8, d_model - 2), min(9, d_model - 1), d_model // 4, d_model // 2,
+                              3 * d_model // 4}):
+            axes[1].plot(table[:, column], label=f"dimension {column}")
+        axes[1].set(xlabel="position", ylabel="value", title="columns of pe")
+        axes[1].legend(fontsize=7)
+        similarity = axes[2].imshow(table @ table.T, aspect="auto", cmap="viridis", interpolation="nearest")
+        axes[2].set(xlabel="position", ylabel="position", title="pe @ pe.T: depends on the distance only")
+        figure.colorbar(similarity, ax=axes[2], fraction=0.04, pad=0.01)
+    return True
