@@ -1,4 +1,5 @@
 """Offline datasets: shapes, dtypes, ranges, deterministic disjoint splits, a cache that needs no network."""
+import hashlib
 import random
 import shutil
 import time
@@ -145,6 +146,20 @@ def test_cached_file_downloads_atomically(monkeypatch, tmp_path):
     monkeypatch.setattr(urllib.request, "urlopen", Response)
     path = cached_file("hello.txt", "https://example.invalid/hello.txt")
     assert path.read_bytes() == b"hello" and [p.name for p in path.parent.iterdir()] == ["hello.txt"]
+    path.unlink()
+    with pytest.raises(DatasetUnavailable, match="not the expected file .5 bytes"):  # say, an error page
+        cached_file("hello.txt", "https://example.invalid/hello.txt", sha256="0" * 64)
+    assert list(path.parent.iterdir()) == []  # nothing cached
+    good = hashlib.sha256(b"hello").hexdigest()
+    assert cached_file("hello.txt", "https://example.invalid/hello.txt", sha256=good).read_bytes() == b"hello"
+
+
+def test_the_pinned_tinyshakespeare_digest_is_that_of_the_local_copy():
+    """The digest a download is checked against is the file's own (../shared/data/ holds a copy)."""
+    local = SHARED_DATA / "tinyshakespeare.txt"
+    if not local.exists():
+        pytest.skip("no local copy of tinyshakespeare.txt")
+    assert hashlib.sha256(local.read_bytes()).hexdigest() == datasets_module.TINYSHAKESPEARE_SHA256
 
 
 def test_stdlib_corpus_is_deterministic_and_sized():

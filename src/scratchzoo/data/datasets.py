@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"  # 1,115,394 bytes
 STDLIB_CORPUS_CHARS = 2_000_000  # the first ~2 MB of the standard library's source: enough for a small LM
 _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
 
@@ -129,20 +130,31 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp.name, path)
 
 
-def cached_file(name: str, url: str) -> Path:
-    """`data_dir()/name` if it is there; otherwise download `url` to it; otherwise DatasetUnavailable."""
+def cached_file(name: str, url: str, sha256: str | None = None) -> Path:
+    """`data_dir()/name` if it is there; otherwise download `url` to it; otherwise DatasetUnavailable.
+
+    With `sha256`, a download is cached only if its digest is that one: an error page or a truncated
+    transfer must not become the data set for good."""
     path = data_dir() / name
     if path.exists():
         return path
     try:
         with urllib.request.urlopen(url, timeout=20) as response:
             data = response.read()
-        _write_atomically(path, data)
     except (OSError, http.client.HTTPException, ValueError) as e:  # URLError and timeouts are OSErrors
         raise DatasetUnavailable(
             f"{name} is not in {path.parent} and downloading it from {url} failed ({e}). "
             f"Download it yourself and save it as {path}, or set SCRATCHZOO_DATA to a directory holding {name}."
         ) from e
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DatasetUnavailable(f"the download of {name} from {url} is not the expected file ({len(data)} bytes, "
+                                 f"sha256 {hashlib.sha256(data).hexdigest()[:12]}..., expected {sha256[:12]}...); "
+                                 f"nothing was cached. Save the right file as {path} yourself.")
+    try:
+        _write_atomically(path, data)
+    except OSError as e:
+        raise DatasetUnavailable(f"downloaded {name}, but could not save it to {path} ({e}); set SCRATCHZOO_DATA "
+                                 f"to a writable directory") from e
     return path
 
 
@@ -177,7 +189,8 @@ CORPORA = ("stdlib", "tinyshakespeare")  # the names text_corpus knows
 def text_corpus(name: str) -> str:
     """'tinyshakespeare' (~1.1 MB, cached or downloaded) or 'stdlib' (Python's own source, always here)."""
     if name == "tinyshakespeare":
-        return cached_file("tinyshakespeare.txt", TINYSHAKESPEARE_URL).read_text(encoding="utf-8")
+        path = cached_file("tinyshakespeare.txt", TINYSHAKESPEARE_URL, TINYSHAKESPEARE_SHA256)
+        return path.read_text(encoding="utf-8")
     if name == "stdlib":
         return _stdlib_source()
     raise ValueError(f"text_corpus: unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
