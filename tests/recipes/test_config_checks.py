@@ -58,6 +58,13 @@ def small_data(monkeypatch):
     (["gpt-char", "--n-head", "0"], "--n-head must be an integer >= 1"),
     (["moe-gpt", "--lr", "nan"], "--lr must be a number > 0"),
     (["transformer-g2p", "--weight-decay", "-0.1"], "--weight-decay must be a number >= 0"),
+    # combinations of fields, refused here rather than by the model's constructor deep inside training
+    (["gpt-char", "--n-head", "3"], "--n-embd must be a multiple of --n-head"),
+    (["moe-gpt", "--top-k", "9"], "--top-k must be at most --num-experts (4)"),
+    (["moe-regression", "--top-k", "5"], "--top-k must be at most --num-experts (4)"),
+    (["moe-regression", "--activation", "foo"],
+     "--activation must be one of relu, tanh, sigmoid, gelu, silu, leaky_relu"),
+    (["transformer-g2p", "--nhead", "3"], "--d-model must be a multiple of --nhead"),
 ])
 def test_a_value_the_recipe_cannot_use_exits_2_in_one_line(argv, expected, capsys, tmp_path):
     assert main(["train", *argv, "--out", str(tmp_path / "run")]) == 2

@@ -114,6 +114,20 @@ def check_config(recipe: str, config: Any, choices: Mapping[str, Collection[str]
             raise ConfigError(f"{recipe}: {flag(field.name)} must be {expected}; got {shown!r}")
 
 
+def check_multiple(recipe: str, config: Any, whole: str, part: str) -> None:
+    """ConfigError unless field `whole` is a multiple of field `part` (d_model of the number of heads)."""
+    if getattr(config, whole) % getattr(config, part):
+        raise ConfigError(f"{recipe}: {flag(whole)} must be a multiple of {flag(part)}; got {getattr(config, whole)} "
+                          f"and {getattr(config, part)}")
+
+
+def check_at_most(recipe: str, config: Any, field: str, bound: str) -> None:
+    """ConfigError unless field `field` is at most field `bound` (top_k of the number of experts)."""
+    if getattr(config, field) > getattr(config, bound):
+        raise ConfigError(f"{recipe}: {flag(field)} must be at most {flag(bound)} ({getattr(config, bound)}); "
+                          f"got {getattr(config, field)}")
+
+
 def _expected(name: str, kind: Any, value: Any, names: Collection[str] | None) -> str | None:
     """What a value of field `name` must be, when `value` is not that; None when it is fine."""
     if names is not None:

@@ -298,4 +298,5 @@ def train_gpt_char(config: GPTCharConfig) -> dict[str, Any]:
 RECIPE = common.Recipe("gpt-char", "character-level GPT, nanoGPT's shakespeare_char CPU config (target with "
                        "--corpus tinyshakespeare: val_loss <= 1.90 nats/char)", GPTCharConfig, train_gpt_char,
                        language_model_evaluator("gpt-char", GPTCharConfig, build_gpt),
-                       sample=language_model_sampler("gpt-char", GPTCharConfig, build_gpt))
+                       sample=language_model_sampler("gpt-char", GPTCharConfig, build_gpt),
+                       extra_check=lambda name, config: common.check_multiple(name, config, "n_embd", "n_head"))

@@ -24,7 +24,7 @@ import numpy as np
 from scratchzoo import losses, rng
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.models.gpt import GPT, GPTConfig, residual_init_std
-from scratchzoo.models.mlp import FFN
+from scratchzoo.models.mlp import ACTIVATIONS, FFN
 from scratchzoo.models.moe import MoE, MoEConfig
 from scratchzoo.nn import Linear, Module, eval_mode, init
 from scratchzoo.optim import Adam
@@ -178,9 +178,15 @@ def evaluate_regression(ckpt: str) -> dict[str, float]:
     return {"test_mse": float(((common.predict(model, x_test) - y_test) ** 2).mean())}
 
 
+def check_experts(recipe: str, config: Any) -> None:
+    """A token picks top_k of the num_experts experts: at most all of them."""
+    common.check_at_most(recipe, config, "top_k", "num_experts")
+
+
 MOE_REGRESSION = common.Recipe("moe-regression", "MoE (4 experts, top-2) vs a dense FFN of the same active size "
                                "on a target with four regimes; which expert serves which input",
-                               MoERegressionConfig, train_regression, evaluate_regression)
+                               MoERegressionConfig, train_regression, evaluate_regression,
+                               choices={"activation": ACTIVATIONS}, extra_check=check_experts)
 
 
 # ============================================================================ moe-gpt
@@ -316,7 +322,13 @@ def train_moe_gpt(config: MoEGPTConfig) -> dict[str, Any]:
     return common.finish(run_dir, metrics, [])  # (no losses: the MoE run's curves.png stays)
 
 
+def check_moe_gpt(recipe: str, config: MoEGPTConfig) -> None:
+    check_experts(recipe, config)
+    common.check_multiple(recipe, config, "n_embd", "n_head")
+
+
 MOE_GPT = common.Recipe("moe-gpt", "GPT with MoE feed-forward layers (4 experts, top-2) vs the dense GPT of the "
                         "same active size, and the expert load with and without the balancing loss", MoEGPTConfig,
                         train_moe_gpt, language_model_evaluator("moe-gpt", MoEGPTConfig, build_moe_gpt),
-                        sample=language_model_sampler("moe-gpt", MoEGPTConfig, build_moe_gpt))
+                        sample=language_model_sampler("moe-gpt", MoEGPTConfig, build_moe_gpt),
+                        extra_check=check_moe_gpt)

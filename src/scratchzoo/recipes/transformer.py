@@ -547,8 +547,10 @@ G2P = Task("transformer-g2p", G2PConfig, g2p_data, g2p_scores, g2p_report, "tran
 TRANSFORMER_PINYIN = common.Recipe(
     "transformer-pinyin", "Transformer: Chinese phrase -> tone-marked pinyin (target: syllables >= 97%, "
     "phrases >= 90%, beside the most-frequent-reading baseline)", PinyinConfig,
-    lambda config: train_seq2seq(config, PINYIN), lambda ckpt: evaluate_seq2seq(ckpt, PINYIN))
+    lambda config: train_seq2seq(config, PINYIN), lambda ckpt: evaluate_seq2seq(ckpt, PINYIN),
+    extra_check=lambda name, config: common.check_multiple(name, config, "d_model", "nhead"))
 TRANSFORMER_G2P = common.Recipe(
     "transformer-g2p", "Transformer: English spelling -> ARPAbet phonemes, cmudict (target: WER <= 30%, "
     "PER <= 8% in <= 60 min)", G2PConfig,
-    lambda config: train_seq2seq(config, G2P), lambda ckpt: evaluate_seq2seq(ckpt, G2P))
+    lambda config: train_seq2seq(config, G2P), lambda ckpt: evaluate_seq2seq(ckpt, G2P),
+    extra_check=lambda name, config: common.check_multiple(name, config, "d_model", "nhead"))
