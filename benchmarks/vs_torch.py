@@ -453,8 +453,8 @@ def check_losses(name: str, case: Case) -> None:
             raise WrongComputation(f"{name}: step {step} loss {ours:.7g} (ours) != {theirs:.7g} (torch)")
 
 
-STEP_KEYS = ("config", "ours_ms", "torch_ms", "ratio", "target")  # the table's columns; the rest of a row
-# says how it was measured (threads, step counts), then come the config's extras
+MEASURED_KEYS = ("config", "ours_ms", "torch_ms", "ratio", "target", "blas_threads", "blas_threads_from",
+                 "torch_threads", "checked_steps", "warmup_steps", "measured_steps", "statistic")  # then the extras
 
 
 def measure(entry: Config, steps: int, blas: tuple[int, str] | None = None) -> dict[str, float | int | str]:
@@ -478,12 +478,9 @@ def measure(entry: Config, steps: int, blas: tuple[int, str] | None = None) -> d
         torch_times.append(end - middle)
     ours_ms = 1e3 * statistics.median(ours_times)
     torch_ms = 1e3 * statistics.median(torch_times)
-    row = {"config": entry.name, "ours_ms": round(ours_ms, 3), "torch_ms": round(torch_ms, 3),
-           "ratio": round(ours_ms / torch_ms, 3), "target": entry.target,
-           "blas_threads": blas_count, "blas_threads_from": blas_source, "torch_threads": torch.get_num_threads(),
-           "checked_steps": CHECKED_STEPS, "warmup_steps": WARMUP_STEPS, "measured_steps": steps,
-           "statistic": "median"}
-    return {**row, **(entry.extras() if entry.extras else {})}
+    values = (entry.name, round(ours_ms, 3), round(torch_ms, 3), round(ours_ms / torch_ms, 3), entry.target,
+              blas_count, blas_source, torch.get_num_threads(), CHECKED_STEPS, WARMUP_STEPS, steps, "median")
+    return {**dict(zip(MEASURED_KEYS, values)), **(entry.extras() if entry.extras else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name:<10} {row['ours_ms']:>13.3f} {row['torch_ms']:>14.3f} {row['ratio']:>7.2f} "
                   f"{row['target']:>7.2f}", flush=True)
-            extras = list(row)[list(row).index("statistic") + 1:]  # the header says how the steps were measured
+            extras = [key for key in row if key not in MEASURED_KEYS]  # the header says how steps were measured
             for key in extras:  # a config's extras, one per line under its row
                 print(f"  {key}: {row[key]}", flush=True)
     return 0

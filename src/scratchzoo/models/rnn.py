@@ -106,7 +106,6 @@ def detach_state(state: Any) -> Any:
     return state.detach()
 
 
-@no_grad()
 def stream(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None) -> Iterator[int]:
     """Yield the `max_new_tokens` ids that continue `prompt_ids`, one at a time (to print as they come).

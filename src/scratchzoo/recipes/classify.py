@@ -63,7 +63,6 @@ def classifier_recipe(name: str, description: str, config_class: type, load: Cal
     `extra_check` are the recipe's own config checks (common.Recipe)."""
 
     def train(config: TrainingFields) -> dict[str, float]:
-        recipe.check_config(config)
         rng.manual_seed(config.seed)
         split = standardize(load())
         model = build(config)
@@ -87,6 +86,5 @@ def classifier_recipe(name: str, description: str, config_class: type, load: Cal
         split = standardize(load())
         return common.classification_metrics(model, split.x_test, split.y_test)
 
-    recipe = common.Recipe(name, description, config_class, train, evaluate, choices=choices or {},
-                           extra_check=extra_check)
-    return recipe
+    return common.Recipe(name, description, config_class, train, evaluate, choices=choices or {},
+                         extra_check=extra_check)

@@ -152,7 +152,8 @@ class Recipe:
 
     `check_config(config)` raises ConfigError for a value it cannot train with: the ranges every recipe
     shares (FIELD_RANGES), the names its string fields accept (`choices`, say {"cell": ("gru", "lstm")}),
-    and `extra_check(name, config)` for what those cannot see (a combination of fields).
+    and `extra_check(name, config)` for what those cannot see (a combination of fields). `train` runs it
+    first, so a bad config fails before anything is made, from Python as from the CLI.
     """
     name: str
     description: str
@@ -162,6 +163,15 @@ class Recipe:
     sample: Callable[..., Iterator[str]] | None = None
     choices: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
     extra_check: Callable[[str, Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        train = self.train
+
+        def checked_train(config: Any) -> dict[str, float]:  # a bad value fails before anything is made
+            self.check_config(config)
+            return train(config)
+
+        self.train = checked_train
 
     def check_config(self, config: Any) -> None:
         """Raise ConfigError naming this recipe, the flag, the allowed and the given value."""

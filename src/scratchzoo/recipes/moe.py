@@ -25,7 +25,7 @@ from scratchzoo import losses, rng
 from scratchzoo.autograd import Tensor, no_grad
 from scratchzoo.models.gpt import GPT, GPTConfig, residual_init_std
 from scratchzoo.models.mlp import ACTIVATIONS, FFN
-from scratchzoo.models.moe import MoE, MoEConfig
+from scratchzoo.models.moe import MoE, MoEConfig, dispatch_plan
 from scratchzoo.nn import Linear, Module, eval_mode, init
 from scratchzoo.optim import Adam
 from scratchzoo.optim.lr_scheduler import CosineAnnealingLR
@@ -267,13 +267,11 @@ def measure_load(model: Module, ids: np.ndarray, config: MoEGPTConfig) -> tuple[
     windows = min(config.load_windows, (len(ids) - 1) // config.block_size)
     with eval_mode(model):
         model(Tensor(ids[:windows * config.block_size].reshape(windows, config.block_size)))
-    load = np.stack([layer.last_load for layer in moe_layers(model)])  # (layers, E)
-    tokens = windows * config.block_size
-    capacity = moe_layers(model)[0].capacity(tokens, training=True)
-    if capacity is None:
-        return load, 0.0
-    routed = np.rint(load * tokens * config.top_k)  # assignments per expert
-    return load, float((np.maximum(routed - capacity, 0).sum(axis=1) / (tokens * config.top_k)).mean())
+    layers = moe_layers(model)
+    capacity = layers[0].capacity(windows * config.block_size, training=True)
+    dropped = [dispatch_plan(layer.last_expert_index, config.num_experts, capacity).dropped
+               / layer.last_expert_index.size for layer in layers]  # training's capacity cut, on this routing
+    return np.stack([layer.last_load for layer in layers]), float(np.mean(dropped))
 
 
 def keeping(build: Callable[[Any, int], Module], kept: list[Module]) -> Callable[[Any, int], Module]:
