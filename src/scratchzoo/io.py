@@ -142,11 +142,11 @@ def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]
     try:
         with safe_open(str(path), framework="np") as f:
             return {name: _get_tensor(f, name, path) for name in f.keys()}, dict(f.metadata() or {})
+    except CheckpointError:  # a ValueError too (an unsupported dtype, named by _get_tensor): as it is
+        raise
     except FileNotFoundError as e:
         raise CheckpointError(f"{path}: file not found") from e
     except (SafetensorError, OSError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or foreign?): {e}") from e
 
 

@@ -23,7 +23,11 @@ class Adam(Optimizer):
     """Adam with L2 weight decay added to the gradient before the moments (torch.optim.Adam)."""
 
     decoupled_weight_decay = False
-    fixed_options = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}
+
+    @property
+    def fixed_options(self) -> dict[str, Any]:
+        """torch options this class implements at one value only (load_state_dict refuses any other)."""
+        return {"amsgrad": False, "maximize": False, "decoupled_weight_decay": self.decoupled_weight_decay}
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
@@ -79,7 +83,6 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: p = p * (1 - lr * wd) before the Adam step (torch.optim.AdamW)."""
 
     decoupled_weight_decay = True
-    fixed_options = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": True}
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2):
