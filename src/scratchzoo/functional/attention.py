@@ -122,6 +122,21 @@ def causal_mask(tq: int, tk: int, past: int = 0) -> np.ndarray:
     return np.tril(np.ones((tq, tk), dtype=bool), k=past)
 
 
+def float_mask(mask: Any, dtype: np.dtype, owner: str, name: str) -> Tensor:
+    """A float mask added to the scores, as a Tensor of the scores' dtype: the mask itself when it is a Tensor
+    that requires grad (the attention op then returns its gradient, as torch does; it must already have that
+    dtype), else a constant cast to it. `owner` and `name` (the op or layer, the argument) name an error."""
+    if isinstance(mask, Tensor) and mask.requires_grad:
+        if mask.dtype != dtype:
+            raise DTypeError(f"{owner}: {name} that requires grad must have the scores' dtype {dtype}, "
+                             f"got {mask.dtype}")
+        return mask
+    array = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+    if array.dtype.kind != "f":
+        raise DTypeError(f"{owner}: {name} must be bool or float, got {array.dtype}")
+    return Tensor(array.astype(dtype, copy=False))
+
+
 def _masks(attn_mask: Any, is_causal: bool, scores_shape: tuple[int, ...],
            dtype: np.dtype) -> tuple[np.ndarray | None, Tensor | None]:
     """(allowed: bool array or None, additive: float mask Tensor or None) from torch's SDPA conventions.
@@ -134,15 +149,8 @@ def _masks(attn_mask: Any, is_causal: bool, scores_shape: tuple[int, ...],
         mask = np.asarray(attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask)
         if mask.dtype == np.bool_:
             allowed = mask
-        elif isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
-            if mask.dtype != dtype:
-                raise DTypeError(f"scaled_dot_product_attention: attn_mask that requires grad must have the "
-                                 f"dtype of q, {dtype}, got {mask.dtype}")
-            additive = attn_mask
-        elif mask.dtype.kind == "f":
-            additive = Tensor(mask.astype(dtype, copy=False))
         else:
-            raise DTypeError(f"scaled_dot_product_attention: attn_mask must be bool or float, got {mask.dtype}")
+            additive = float_mask(attn_mask, dtype, "scaled_dot_product_attention", "attn_mask")
         try:
             fits = mask.ndim <= len(scores_shape) and np.broadcast_shapes(mask.shape, scores_shape) == scores_shape
         except ValueError:

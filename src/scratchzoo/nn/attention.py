@@ -15,7 +15,8 @@ from typing import Any, Hashable
 import numpy as np
 
 from scratchzoo import functional as F
-from scratchzoo.autograd import DTypeError, ShapeError, Tensor
+from scratchzoo.autograd import ShapeError, Tensor
+from scratchzoo.functional.attention import float_mask
 from scratchzoo.nn import init
 from scratchzoo.nn.kv_cache import KVCache
 from scratchzoo.nn.layers import Linear
@@ -61,17 +62,10 @@ class MultiheadAttention(Module):
     def _additive(self, mask: Any, name: str, dtype: np.dtype) -> Tensor:
         """MHA's convention as a mask added to the scores: bool True = may NOT attend (-> -inf); a float mask
         as it is (a constant of the input's dtype, or the Tensor itself when it requires grad)."""
-        if isinstance(mask, Tensor) and mask.requires_grad:
-            if mask.dtype != dtype:
-                raise DTypeError(f"{self.describe()}: {name} that requires grad must have the input's dtype "
-                                 f"{dtype}, got {mask.dtype}")
-            return mask
         array = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
         if array.dtype == np.bool_:
             return Tensor(np.where(array, dtype.type(-np.inf), dtype.type(0)))
-        if array.dtype.kind != "f":
-            raise DTypeError(f"{self.describe()}: {name} must be bool or float, got {array.dtype}")
-        return Tensor(array.astype(dtype, copy=False))
+        return float_mask(mask, dtype, self.describe(), name)
 
     def _mask(self, attn_mask: Any, key_padding_mask: Any, is_causal: bool, n: int, tq: int, tk: int,
               dtype: np.dtype, past: int = 0, unbatched: bool = False) -> Tensor | None:
