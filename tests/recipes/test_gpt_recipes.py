@@ -212,3 +212,22 @@ def test_the_character_tokenizer_round_trips_and_names_unknown_characters():
     assert tokenizer.decode(ids) == "hello world"
     with pytest.raises(common.PromptError, match="characters not in the model's vocabulary: 'z'"):
         tokenizer.encode("hz")
+
+
+def test_the_pytorch_reference_scores_the_whole_split_as_gpt_char_does():
+    """benchmarks/gpt_char_reference.py (gpt-char's target reference) and evaluate_loss, same weights."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "gpt_char_reference.py"
+    spec = importlib.util.spec_from_file_location("gpt_char_reference", path)
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    config = GPTCharConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
+    sz.manual_seed(0)
+    ours = recipe.build_gpt(config, 11)
+    theirs = reference.TorchGPT(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    theirs.load_state_dict({name: torch.from_numpy(a) for name, a in ours.state_dict().items()})
+    ids = np.random.default_rng(1).integers(0, 11, size=200)  # 199 predictions: 12 windows of 16 + 7
+    assert reference.whole_split_loss(theirs, ids, 16) == pytest.approx(
+        recipe.evaluate_loss(ours, ids, block_size=16), rel=1e-5)
+    assert reference.nanogpt_lr(GPTCharConfig(), 2000) == pytest.approx(GPTCharConfig().min_lr)
