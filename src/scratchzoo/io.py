@@ -55,12 +55,15 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as save_bytes
 from safetensors.numpy import save_file
+
+from scratchzoo.autograd import DTypeError
+from scratchzoo.nn.module import to_array
 
 FORMAT = "scratchzoo-checkpoint"
 FORMAT_VERSION = 2
@@ -126,15 +129,29 @@ def _fsync_directory(directory: Path) -> None:
 
 
 # ---- one file of arrays -----------------------------------------------------------------------------
-def _contiguous(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    # safetensors needs dense C-order bytes; np.asarray keeps 0-d arrays 0-d (ascontiguousarray would not)
-    return {name: np.asarray(value, order="C") for name, value in state.items()}
+def _contiguous(state: Mapping[str, Any], owner: str) -> dict[str, np.ndarray]:
+    """name -> dense C-order array, as safetensors needs; values may be arrays or tensors (ours or torch's,
+    as Module.load_state_dict accepts). A key that is not a str, or a value that safetensors cannot store,
+    is an error naming the key (raised before anything is written)."""
+    arrays = {}
+    for name, value in state.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}: key {name!r} ({type(name).__name__}) is not a str; safetensors names "
+                            "every tensor by a string")
+        # np.asarray keeps 0-d arrays 0-d (ascontiguousarray would not)
+        array = np.asarray(to_array(value), order="C")
+        if array.dtype.kind not in "biuf":
+            raise DTypeError(f"{owner}: {name!r} has dtype {array.dtype}; safetensors stores bool, integer and "
+                             "float arrays only")
+        arrays[name] = array
+    return arrays
 
 
-def save_state_dict(state: dict[str, np.ndarray], path: str | os.PathLike,
+def save_state_dict(state: Mapping[str, Any], path: str | os.PathLike,
                     metadata: dict[str, str] | None = None) -> None:
-    """Write name -> array to a safetensors file, atomically. `metadata` is free text for the header."""
-    arrays = _contiguous(state)
+    """Write name -> array (or Tensor) to a safetensors file, atomically. `metadata` is free text for the
+    header."""
+    arrays = _contiguous(state, "save_state_dict")
     _atomic_write(Path(path), lambda tmp: save_file(arrays, tmp, metadata=metadata))
 
 
@@ -291,12 +308,13 @@ def save_checkpoint(directory: str | os.PathLike, model_state: dict[str, np.ndar
     directory = Path(directory)
     save_id = uuid.uuid4().hex  # in the tensor files' names and headers and in checkpoint.json
     header = {"format": FORMAT, "checkpoint_id": save_id}
-    parts: dict[str, bytes] = {"model": save_bytes(_contiguous(model_state), metadata=header)}
+    model_arrays = _contiguous(model_state, "save_checkpoint: model_state")
+    parts: dict[str, bytes] = {"model": save_bytes(model_arrays, metadata=header)}
     record: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoint_id": save_id,
                               "step": int(step), "rng_state": rng_state, "extra": extra or {}, "optimizer": None}
     if optimizer_state is not None:
         arrays, scalars = _split_optimizer_state(optimizer_state)
-        parts["optimizer"] = save_bytes(_contiguous(arrays), metadata=header)
+        parts["optimizer"] = save_bytes(_contiguous(arrays, "save_checkpoint: optimizer_state"), metadata=header)
         record["optimizer"] = {"param_groups": optimizer_state.get("param_groups", []), "scalar_state": scalars}
     record["files"] = {part: {"name": f"{part}.{save_id}.safetensors", "size": len(data),
                               "sha256": hashlib.sha256(data).hexdigest()} for part, data in parts.items()}

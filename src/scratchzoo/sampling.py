@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchzoo import rng
+from scratchzoo.autograd import ShapeError
 
 
 def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
@@ -20,6 +21,10 @@ def sample_next(logits: np.ndarray, temperature: float = 1.0, top_k: int | None 
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"sample_next: top_p must lie in (0, 1], got {top_p}")
     logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[1] == 0:
+        hint = " (one sequence's scores (V,): pass logits[None])" if logits.ndim == 1 else ""
+        raise ShapeError(f"sample_next: logits must have shape (B, V) with V >= 1, one row of scores per "
+                         f"sequence, got {logits.shape}{hint}")
     if temperature == 0:
         return logits.argmax(axis=-1)                               # greedy
     scores = logits / temperature

@@ -89,3 +89,9 @@ def test_a_gradient_that_keeps_flipping_sign_gets_small_steps():
     steady, flipping = np.abs(p.data)
     assert steady == pytest.approx(lr * steps, rel=0.01)
     assert flipping < 0.1 * lr * steps
+
+
+def test_the_defaults_are_kingma_and_ba_s():
+    """Adam (adaptive moment estimation) defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay."""
+    group = optim.Adam([param([1.0])]).param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (1e-3, (0.9, 0.999), 1e-8, 0)

@@ -3,7 +3,8 @@
 - A deep-learning "convolution" is a cross-correlation: the textbook convolution with the kernel flipped.
 - Channels are features: 64 kernels of 3x3x3 turn (2, 3, 224, 224) into (2, 64, 224, 224).
 - out = (in + 2*padding - kernel) // stride + 1.
-- BatchNorm2d keeps one mean per channel, taken over N, H and W.
+- BatchNorm2d keeps one mean per channel, taken over N, H and W; its learned gamma and beta then set each
+  channel's scale and shift.
 - Max-pooling 6x6 by 2 gives 3x3 and keeps the channels; AdaptiveAvgPool2d(1) is the spatial mean.
 - Dropout2d zeroes whole channels, keeps the expectation in training and is the identity in eval.
 - Two stacked 3x3 convolutions see 5x5, and a 2x2 pooling between them widens the view to 8x8. That one
@@ -62,6 +63,17 @@ def test_batchnorm2d_keeps_one_mean_per_channel_over_n_h_and_w() -> None:
     # and each channel comes out with mean 0 and (biased) variance 1 over N, H, W
     assert_close("output means", y.mean(axis=(0, 2, 3)), np.zeros(64), 1e-9, 1e-9)
     assert_close("output variances", y.var(axis=(0, 2, 3)), np.ones(64), 1e-4, 1e-4)
+
+
+def test_batchnorm2d_gamma_and_beta_set_each_channel_s_scale_and_shift() -> None:
+    """y = gamma * x_hat + beta: learned per channel, they move the output off mean 0 and variance 1."""
+    x = rand(8, 3, 4, 4) * 5 - 2
+    bn = nn.BatchNorm2d(3).double()
+    bn.weight.data[:], bn.bias.data[:] = [2.0, 0.5, 3.0], [1.0, -4.0, 0.0]  # gamma, beta
+    y = bn(sz.tensor(x)).data
+    assert_close("output means = beta", y.mean(axis=(0, 2, 3)), np.array([1.0, -4.0, 0.0]), 1e-9, 1e-9)
+    assert_close("output sd = gamma", y.std(axis=(0, 2, 3)), np.array([2.0, 0.5, 3.0]), 1e-4, 1e-4)
+    assert bn.weight.requires_grad and bn.bias.requires_grad  # learnable, so training picks them
 
 
 def test_max_pooling_6x6_by_2_gives_3x3_and_keeps_the_channels() -> None:

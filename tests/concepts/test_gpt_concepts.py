@@ -59,7 +59,16 @@ def test_scores_of_a_length_10_input_form_a_10_by_10_matrix():
     q, k, v = (attn._heads(t) for t in attn.c_attn(gpt.transformer.h[0].ln_1(x)).split(CONFIG.n_embd, dim=2))
     scores = q @ k.transpose(-1, -2)
     assert scores.shape == (1, CONFIG.n_head, 10, 10)
-    _, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=True)
+    out, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=True)
     w = weights.data[0, 0]
     np.testing.assert_array_equal(np.triu(w, 1), 0)
     np.testing.assert_allclose(w.sum(-1), 1.0)
+    # softmax(q k^T) v: 10 x d_head per head, the shape of v, each row a mix of the values it may see
+    assert out.shape == v.shape == (1, CONFIG.n_head, 10, CONFIG.n_embd // CONFIG.n_head)
+    np.testing.assert_allclose(out.data[0, :, 0], v.data[0, :, 0])  # the first token sees only itself
+
+
+def test_the_fused_qkv_projection_of_gpt2_small_is_3_x_64_x_12_wide():
+    """d_head 64, n_head 12 (n_embd 768): one Linear of 3 * 64 * 12 = 2304 outputs, split into q, k, v."""
+    gpt2_small = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=12, n_embd=768))
+    assert gpt2_small.transformer.h[0].attn.c_attn.weight.shape == (2304, 768)

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from scratchzoo.autograd import Tensor, no_grad
-from scratchzoo.nn import GRU, LSTM, RNN, Embedding, Linear, Module, eval_mode
+from scratchzoo.nn import GRU, LSTM, RNN, Embedding, Linear, Module, check_token_ids, eval_mode
 from scratchzoo.sampling import sample_next
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -106,16 +106,21 @@ def detach_state(state: Any) -> Any:
     return state.detach()
 
 
+def check_prompt(model: CharLM, prompt_ids: Any, owner: str) -> np.ndarray:
+    """The prompt as a 1-D int64 array, or an error naming `owner`: floats are not silently truncated, nor a
+    batch (B, L) flattened into one sequence (the rules of nn.check_token_ids, for one sequence)."""
+    return check_token_ids(prompt_ids, owner, "the prompt", model.config.vocab_size, ndim=1)
+
+
 def stream(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
            top_k: int | None = None, top_p: float | None = None) -> Iterator[int]:
     """Yield the `max_new_tokens` ids that continue `prompt_ids`, one at a time (to print as they come).
 
-    The prompt is read once; after that each step feeds only the newest id with the carried state. Eval
-    mode for the whole generation (the caller's mode back after); no graph is recorded.
+    The prompt is one sequence (L,) of integer ids in [0, vocab_size), L >= 1; it is read once, and after
+    that each step feeds only the newest id with the carried state. Eval mode for the whole generation (the
+    caller's mode back after); no graph is recorded.
     """
-    prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
-    if prompt.size == 0:
-        raise ValueError("generate: the prompt needs at least one id")
+    prompt = check_prompt(model, prompt_ids, "stream")
     with eval_mode(model):
         state, fed = None, prompt[None, :]                   # (1, T): the prompt first, then one id a step
         for _ in range(max_new_tokens):
@@ -128,7 +133,7 @@ def stream(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temper
 
 def generate(model: CharLM, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None) -> np.ndarray:
-    """Continue `prompt_ids` by `max_new_tokens` ids (`stream`); returns prompt + new ids (1-D int64)."""
-    prompt = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
+    """Continue `prompt_ids` (L,) by `max_new_tokens` ids (`stream`); returns prompt + new ids (1-D int64)."""
+    prompt = check_prompt(model, prompt_ids, "generate")
     new = list(stream(model, prompt, max_new_tokens, temperature, top_k, top_p))
     return np.concatenate([prompt, np.array(new, dtype=np.int64)])

@@ -22,6 +22,8 @@ from scratchzoo.nn.kv_cache import KVCache
 from scratchzoo.nn.layers import Linear
 from scratchzoo.nn.module import Module, Parameter, check_input
 
+_MASK_NAMES = ("attn_mask", "key_padding_mask")  # what MultiheadAttention itself calls its two masks
+
 
 class MultiheadAttention(Module):
     """Attention with num_heads heads of size embed_dim // num_heads, as torch.nn.MultiheadAttention.
@@ -68,28 +70,31 @@ class MultiheadAttention(Module):
         return float_mask(mask, dtype, self.describe(), name)
 
     def _mask(self, attn_mask: Any, key_padding_mask: Any, is_causal: bool, n: int, tq: int, tk: int,
-              dtype: np.dtype, past: int = 0, unbatched: bool = False) -> Tensor | None:
+              dtype: np.dtype, past: int = 0, unbatched: bool = False,
+              names: tuple[str, str] = _MASK_NAMES) -> Tensor | None:
         """One additive mask broadcasting to the scores (N, H, L, S), or None.
 
         The causal mask lets query i (position past + i, after `past` cached positions) see keys 0..past + i.
+        `names` are the caller's names of the two masks, for the errors (a Transformer layer's src_mask ...).
         """
+        attn_name, padding_name = names
         total = None
         if attn_mask is None and is_causal:
             attn_mask = ~F.causal_mask(tq, tk, past)
         if attn_mask is not None:
-            mask = self._additive(attn_mask, "attn_mask", dtype)
+            mask = self._additive(attn_mask, attn_name, dtype)
             if mask.shape == (tq, tk):
                 total = mask
             elif mask.shape == (n * self.num_heads, tq, tk):
                 total = F.reshape(mask, (n, self.num_heads, tq, tk))
             else:
-                raise ShapeError(f"{self.describe()}: attn_mask must have shape ({tq}, {tk}) or "
+                raise ShapeError(f"{self.describe()}: {attn_name} must have shape ({tq}, {tk}) or "
                                  f"({n * self.num_heads}, {tq}, {tk}), got {mask.shape}")
         if key_padding_mask is not None:
-            mask = self._additive(key_padding_mask, "key_padding_mask", dtype)
+            mask = self._additive(key_padding_mask, padding_name, dtype)
             expected = (tk,) if unbatched else (n, tk)
             if mask.shape != expected:
-                raise ShapeError(f"{self.describe()}: key_padding_mask must have shape {expected}, got {mask.shape}")
+                raise ShapeError(f"{self.describe()}: {padding_name} must have shape {expected}, got {mask.shape}")
             padding = F.reshape(mask, (n, 1, 1, tk))
             total = padding if total is None else total + padding
         return total
@@ -112,12 +117,14 @@ class MultiheadAttention(Module):
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Any = None,
                 need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
                 is_causal: bool = False, *, cache: KVCache | None = None, cache_slot: Hashable = None,
-                static_kv: bool = False) -> tuple[Tensor, Tensor | None]:
+                static_kv: bool = False, mask_names: tuple[str, str] = _MASK_NAMES) -> tuple[Tensor, Tensor | None]:
         """Attention of `query` over `key`/`value`; returns (output, weights or None) as torch.
 
         With `cache`, keys and values live in `cache` under `cache_slot`: by default the new positions'
         k, v are appended (self-attention, one step at a time; masks then cover all cached keys); with
         `static_kv` they are projected on the first call, stored, and reused afterwards (cross-attention).
+        `mask_names` are what a calling layer calls attn_mask and key_padding_mask (("src_mask",
+        "src_key_padding_mask") in TransformerEncoderLayer), so a bad mask is reported by the caller's name.
         """
         for x in (query, key, value):
             check_input(self, x, last_dim=self.embed_dim, ndims=(2, 3))
@@ -136,7 +143,8 @@ class MultiheadAttention(Module):
 
         q = self._split_heads(self._project(query, 0))  # (N, H, L, d_head)
         k, v, past = self._keys_values(key, value, cache, cache_slot, static_kv)  # (N, H, S, d_head)
-        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, k.shape[2], query.dtype, past, unbatched)
+        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, tq, k.shape[2], query.dtype, past, unbatched,
+                          mask_names)
         dropout_p = self.dropout if self.training else 0.0
         heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
                                                need_weights=need_weights)  # (N, H, L, d_head)

@@ -7,6 +7,16 @@ from typing import Any, Iterable, Iterator, Mapping
 from scratchzoo.nn.module import Module
 
 
+def _member(container: Module, index: int) -> Module:
+    """The module at position `index` (negative counts from the end), or an IndexError naming the container
+    and how many modules it holds."""
+    modules = list(container._modules.values())
+    if not -len(modules) <= index < len(modules):
+        raise IndexError(f"{type(container).__name__}: index {index} is out of range for {len(modules)} "
+                         f"module{'' if len(modules) == 1 else 's'} (valid: {-len(modules)}..{len(modules) - 1})")
+    return modules[index]
+
+
 class Sequential(Module):
     """Feeds each module's output to the next: Sequential(a, b, c)(x) = c(b(a(x)))."""
 
@@ -25,10 +35,9 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, index: int | slice) -> Module:
-        modules = list(self._modules.values())
         if isinstance(index, slice):
             return Sequential(OrderedDict(list(self._modules.items())[index]))
-        return modules[index]
+        return _member(self, index)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -58,8 +67,10 @@ class ModuleList(Module):
             self.append(module)
         return self
 
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
+    def __getitem__(self, index: int | slice) -> Module | list[Module]:
+        if isinstance(index, slice):
+            return list(self._modules.values())[index]
+        return _member(self, index)
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -15,7 +15,7 @@ from typing import Hashable
 import numpy as np
 
 from scratchzoo import functional as F
-from scratchzoo.autograd import Tensor
+from scratchzoo.autograd import ShapeError, Tensor
 
 
 class KVCache:
@@ -28,10 +28,21 @@ class KVCache:
     def append(self, slot: Hashable, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new positions' k, v after those already cached; return all of them."""
         if slot in self._keys:
+            self._check_continues(slot, k, v)
             k = F.cat([self._keys[slot], k], dim=2)
             v = F.cat([self._values[slot], v], dim=2)
         self._keys[slot], self._values[slot] = k, v
         return k, v
+
+    def _check_continues(self, slot: Hashable, k: Tensor, v: Tensor) -> None:
+        """New keys and values must match the cached ones in all but T: one cache serves one batch of one model."""
+        for what, cached, new in (("keys", self._keys[slot], k), ("values", self._values[slot], v)):
+            if new.ndim != 4 or new.shape[:2] + new.shape[3:] != cached.shape[:2] + cached.shape[3:]:
+                n, h, _, d = cached.shape
+                raise ShapeError(f"KVCache.append: slot {slot!r} holds {what} of shape {cached.shape} "
+                                 f"(N, H, T, d_head), so new {what} must have shape ({n}, {h}, T, {d}), got "
+                                 f"{new.shape} (a cache serves one batch of one model: start a new KVCache "
+                                 "for another)")
 
     def put(self, slot: Hashable, k: Tensor, v: Tensor) -> None:
         """Store fixed keys and values (cross-attention over the encoder output), replacing any."""

@@ -43,13 +43,22 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
-def _to_array(value: Any) -> np.ndarray:
-    """Accept our tensors, NumPy arrays and torch tensors (anything with .detach().numpy())."""
+def to_array(value: Any) -> np.ndarray:
+    """Accept our tensors, NumPy arrays and torch tensors (anything with .detach().numpy()); io saves these too."""
     if isinstance(value, Tensor):
         return value.data
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+def _cast(owner: str, name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A copy of `value` in the module's `dtype`, or an error naming the key whose value cannot be converted."""
+    try:
+        return value.astype(dtype, copy=True)
+    except (TypeError, ValueError) as error:
+        raise DTypeError(f"{owner}: {name}: expected values convertible to {dtype}, got dtype {value.dtype} "
+                         f"({error})") from None
 
 
 class Module:
@@ -247,8 +256,12 @@ class Module:
         """Copy values into the existing tensors (keeping their dtype). Accepts arrays, our tensors or
         torch tensors. With strict=True, any missing, unexpected or mis-shaped key is an error that
         lists all of them; with strict=False only mis-shaped keys are."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            hint = " (this is a module: pass its .state_dict())" if hasattr(state_dict, "state_dict") else ""
+            raise TypeError(f"{owner}: expected a mapping of name -> array, got {type(state_dict).__name__}{hint}")
         own = dict(self._state_entries())
-        given = {name: _to_array(value) for name, value in state_dict.items()}
+        given = {name: to_array(value) for name, value in state_dict.items()}
         missing = [name for name in own if name not in given]
         unexpected = [name for name in given if name not in own]
         mis_shaped = [f"{name}: expected {own[name].shape}, got {given[name].shape}"
@@ -261,10 +274,10 @@ class Module:
         if mis_shaped:
             problems.append(f"mis-shaped keys: {mis_shaped}")
         if problems:
-            raise StateDictError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
-        for name, tensor in own.items():
-            if name in given:
-                tensor.data = given[name].astype(tensor.dtype, copy=True)
+            raise StateDictError(f"{owner}: " + "; ".join(problems))
+        loaded = {name: _cast(owner, name, given[name], tensor.dtype) for name, tensor in own.items() if name in given}
+        for name, array in loaded.items():  # only once every value converted: never a half-loaded module
+            own[name].data = array
         return IncompatibleKeys(missing, unexpected)
 
     # ---- printing ----------------------------------------------------------------------------
@@ -301,15 +314,18 @@ def eval_mode(module: Module) -> Iterator[Module]:
 
 # ---- input checks shared by every layer ------------------------------------------------------
 
-def check_token_ids(ids: Any, owner: str, what: str, vocab_size: int) -> np.ndarray:
-    """`ids` (a Tensor or array-like) as an (N, L) int64 array with L >= 1 and every id in [0, vocab_size),
-    else an error naming the model (`owner`) and the argument (`what`): a model's entry point calls this
-    before its embedding, so a bad id never surfaces as an index error deep inside."""
+def check_token_ids(ids: Any, owner: str, what: str, vocab_size: int, ndim: int = 2) -> np.ndarray:
+    """`ids` (a Tensor or array-like) as an (N, L) int64 array (ndim=1: one sequence (L,)) with L >= 1 and
+    every id in [0, vocab_size), else an error naming the model (`owner`) and the argument (`what`): a
+    model's entry point calls this before its embedding, so a bad id never surfaces as an index error deep
+    inside. An empty `ids` (np.asarray([]) is float64) is reported as too short, not as of the wrong dtype."""
     array = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-    if array.dtype.kind not in "iu":
-        raise DTypeError(f"{owner}: {what} must hold integer ids, got dtype {array.dtype}")
-    if array.ndim != 2 or array.shape[1] == 0:
-        raise ShapeError(f"{owner}: {what} must have shape (N, L) with L >= 1, got {array.shape}")
+    if array.dtype.kind not in "iu" and array.size:
+        hint = " (text: encode it into ids first)" if array.dtype.kind in "US" else ""
+        raise DTypeError(f"{owner}: {what} must hold integer ids, got dtype {array.dtype}{hint}")
+    if array.ndim != ndim or array.shape[-1] == 0:
+        layout = "(N, L)" if ndim == 2 else "(L,)"
+        raise ShapeError(f"{owner}: {what} must have shape {layout} with L >= 1, got {array.shape}")
     if array.size and (array.min() < 0 or array.max() >= vocab_size):
         raise IndexError(f"{owner}: {what} ids must lie in [0, {vocab_size}), got min {array.min()} max {array.max()}")
     return array.astype(np.int64, copy=False)

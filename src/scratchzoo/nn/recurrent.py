@@ -59,6 +59,18 @@ class _Recurrent(Module):
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
 
+    def _unpack_states(self, hx: Any, names: tuple[str, ...]) -> list[Any]:
+        """hx as a list of its len(names) states: one state is hx itself; the LSTM's two must come as a tuple
+        (h, c), since unpacking a single Tensor would take its rows for states."""
+        if len(names) == 1:
+            return [hx]
+        if not isinstance(hx, (tuple, list)) or len(hx) != len(names):
+            got = f"{len(hx)} states" if isinstance(hx, (tuple, list)) else type(hx).__name__
+            if isinstance(hx, Tensor):
+                got += f" of shape {hx.shape}"
+            raise ValueError(f"{self.describe()} expected hx as a tuple ({', '.join(names)}), got {got}")
+        return list(hx)
+
 
 # ============================================================================ cells: one time step
 
@@ -93,11 +105,9 @@ class RNNCellBase(_Recurrent):
         shape = (x.shape[0], self.hidden_size)
         if hx is None:
             return x, [Tensor(np.zeros(shape, dtype=x.dtype)) for _ in range(n_states)], batched
-        states = list(hx) if n_states > 1 else [hx]
-        if len(states) != n_states:
-            raise ValueError(f"{self.describe()} expected a tuple of {n_states} states (h, c), got {len(states)}")
+        names = ("h", "c")[:n_states]
         out = []
-        for name, s in zip("hc", states):
+        for name, s in zip(names, self._unpack_states(hx, names)):
             if not isinstance(s, Tensor):
                 raise TypeError(f"{self.describe()} expected a Tensor for {name}, got {type(s).__name__}")
             if s.dtype != x.dtype:
@@ -243,15 +253,13 @@ class RNNBase(_Recurrent):
         """hx -> [state kind][layer * D + direction] of (B, H) tensors; None means zeros."""
         if hx is None:
             return None
-        n_states = self._n_states()
-        states = list(hx) if n_states > 1 else [hx]
-        if len(states) != n_states or (n_states > 1 and not isinstance(hx, (tuple, list))):
-            raise ValueError(f"{self.describe()} expected hx as a tuple (h0, c0), got {type(hx).__name__}")
+        names = ("h0", "c0")[:self._n_states()]
+        states = self._unpack_states(hx, names)
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
         if not batched:
             expected = expected[:1] + expected[2:]
         out = []
-        for name, s in zip(("h0", "c0"), states):
+        for name, s in zip(names, states):
             if not isinstance(s, Tensor):
                 raise TypeError(f"{self.describe()} expected a Tensor for {name}, got {type(s).__name__}")
             if s.dtype != dtype:

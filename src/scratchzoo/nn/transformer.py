@@ -51,7 +51,7 @@ class _PositionTable(Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        check_input(self, x, last_dim=self.d_model)  # floating point; a learned table's dtype as well
+        check_input(self, x, ndims=(2, 3), last_dim=self.d_model)  # floating; a learned table's dtype as well
         length = x.shape[-2] if self.batch_first or x.ndim == 2 else x.shape[0]
         if start < 0 or start + length > self.max_len:
             raise ShapeError(f"{self.describe()}: positions {start}..{start + length - 1} exceed "
@@ -155,7 +155,7 @@ class TransformerEncoderLayer(_FeedForwardBlocks):
 
     def _sa_block(self, x: Tensor, mask: Any, padding: Any, is_causal: bool) -> Tensor:
         return self.dropout1(self.self_attn(x, x, x, key_padding_mask=padding, attn_mask=mask, need_weights=False,
-                                            is_causal=is_causal)[0])
+                                            is_causal=is_causal, mask_names=("src_mask", "src_key_padding_mask"))[0])
 
     def forward(self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
                 is_causal: bool = False) -> Tensor:
@@ -184,13 +184,15 @@ class TransformerDecoderLayer(_FeedForwardBlocks):
         def self_block(h: Tensor) -> Tensor:  # queries, keys and values all from the target side
             return self.dropout1(self.self_attn(h, h, h, key_padding_mask=tgt_key_padding_mask, attn_mask=tgt_mask,
                                                 need_weights=False, is_causal=tgt_is_causal, cache=cache,
-                                                cache_slot=f"{cache_slot}.self")[0])
+                                                cache_slot=f"{cache_slot}.self",
+                                                mask_names=("tgt_mask", "tgt_key_padding_mask"))[0])
 
         def cross_block(h: Tensor) -> Tensor:  # queries from the decoder, keys and values from the encoder
             return self.dropout2(self.multihead_attn(h, memory, memory, key_padding_mask=memory_key_padding_mask,
                                                      attn_mask=memory_mask, need_weights=False,
                                                      is_causal=memory_is_causal, cache=cache,
-                                                     cache_slot=f"{cache_slot}.cross", static_kv=True)[0])
+                                                     cache_slot=f"{cache_slot}.cross", static_kv=True,
+                                                     mask_names=("memory_mask", "memory_key_padding_mask"))[0])
 
         x = self._residual(tgt, self.norm1, self_block)
         x = self._residual(x, self.norm2, cross_block)
