@@ -8,6 +8,7 @@ output's `_ctx`: the recorded ops form the computation graph that `Tensor.backwa
 from __future__ import annotations
 
 import contextlib
+import reprlib
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -56,18 +57,42 @@ class DTypeError(TypeError):
     """Mixed or unsupported dtypes (float32 and float64 never mix silently)."""
 
 
-def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
+_NUMERIC_KINDS = "biuf"  # the dtype kinds a tensor holds: bool, signed and unsigned int, float
+
+
+def _describe(data: Any) -> str:
+    """What a value is, for an error message: its type, and an array's dtype."""
+    if isinstance(data, (np.ndarray, np.generic)):
+        return f"{type(data).__name__} of dtype {data.dtype}"
+    return type(data).__name__
+
+
+def _as_array(data: Any, dtype: Any = None, op: str = "tensor", what: str = "data") -> np.ndarray:
     """Arrays and NumPy scalars keep their dtype (as torch.from_numpy); Python floats become float32,
-    ints int64. (NumPy ufuncs turn 0-d arrays into NumPy scalars, so an op's float64 result stays float64.)"""
+    ints int64. (NumPy ufuncs turn 0-d arrays into NumPy scalars, so an op's float64 result stays float64.)
+    Ragged lists and values that are not numbers (None, strings, objects) are errors naming `op` and `what`
+    the value is to it, where NumPy would build an object array or fail far from the cause."""
     if isinstance(data, Tensor):
         data = data.data
     if isinstance(data, np.generic):
         data = np.asarray(data)
     if isinstance(data, np.ndarray):
-        return data if dtype is None else data.astype(dtype, copy=False)
-    array = np.asarray(data)
+        array = data
+    elif dtype is not None and isinstance(data, (int, float)):  # the hot case, `x * 0.5`: nothing to check
+        return np.asarray(data, dtype=dtype)
+    else:
+        try:
+            array = np.asarray(data)
+        except ValueError:  # NumPy's "inhomogeneous shape"
+            raise ShapeError(f"{op}: nested sequences must be rectangular (the same length at each depth), "
+                             f"got {reprlib.repr(data)}") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise DTypeError(f"{op}: {what} must be numeric (a number, a sequence of numbers, an array or a tensor), "
+                         f"got {_describe(data)}")
     if dtype is not None:
         return array.astype(dtype, copy=False)
+    if array is data:
+        return array
     if array.dtype.kind == "f":
         return array.astype(np.float32)
     if array.dtype.kind in "iu":
@@ -154,7 +179,11 @@ class Tensor:
         return self.data.ndim
 
     def size(self, dim: int | None = None) -> Any:
-        return self.data.shape if dim is None else self.data.shape[dim]
+        if dim is None:
+            return self.data.shape
+        if self.ndim == 0:
+            raise IndexError(f"size: a 0-d tensor has no dims, got dim {dim}")
+        return self.data.shape[_dim(dim, self.ndim, "size")]
 
     def numel(self) -> int:
         return self.data.size
@@ -177,6 +206,9 @@ class Tensor:
 
     # ---- leaving the graph -----------------------------------------------------------------
     def item(self) -> float:
+        if self.data.size != 1:
+            raise ShapeError(f"item: a Tensor with {self.data.size} elements (shape {self.shape}) cannot be "
+                             "converted to Scalar")
         return self.data.item()
 
     def numpy(self) -> np.ndarray:
@@ -499,11 +531,11 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def zeros(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape_args(shape), dtype=dtype), requires_grad)
+    return Tensor(np.zeros(_sizes("zeros", _shape_args(shape)), dtype=dtype), requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = float32, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape_args(shape), dtype=dtype), requires_grad)
+    return Tensor(np.ones(_sizes("ones", _shape_args(shape)), dtype=dtype), requires_grad)
 
 
 def arange(*args: Any, dtype: Any = None) -> Tensor:
@@ -516,3 +548,4 @@ def arange(*args: Any, dtype: Any = None) -> Tensor:
 
 # functional builds on Tensor and Function; Tensor's methods call into it once both modules exist.
 from scratchzoo import functional as F  # noqa: E402
+from scratchzoo.functional._base import _dim, _sizes  # noqa: E402

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
+from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, _as_array
+from scratchzoo.functional._base import _float_tensor
 from scratchzoo.functional.elementwise import stable_sigmoid
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -35,20 +36,20 @@ def _float_target(name: str, input: Tensor, target: Any) -> Tensor:
 
     A float Tensor is part of the graph (it may require grad), so it must already have the input's
     dtype: float32 and float64 never mix silently. Anything else (a NumPy array, a list, a number, an
-    integer or bool Tensor) carries no graph, so it is taken in the input's dtype, as a constant.
+    integer or bool Tensor) carries no graph, so it is taken in the input's dtype, as a constant;
+    a target that is not numeric (None, a string) is a DTypeError naming the loss.
     """
-    if input.dtype.kind != "f":
-        raise DTypeError(f"{name}: input must be floating point, got {input.dtype}")
     if isinstance(target, Tensor) and target.dtype.kind == "f":
         if target.dtype != input.dtype:
             raise DTypeError(f"{name}: target tensor has dtype {target.dtype} but the input has {input.dtype}; "
                              "convert one with .to(dtype)")
         return target
-    return Tensor(np.asarray(target.data if isinstance(target, Tensor) else target, dtype=input.dtype))
+    return Tensor(_as_array(target, input.dtype, name, "target"))
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error: mean((input - target)^2); 'sum' gives N times the mean."""
+    input = _float_tensor("mse_loss", input, "input")
     target = _float_target("mse_loss", input, target)
     _same_shape("mse_loss", input, target)
     diff = input - target
@@ -57,6 +58,7 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error: mean(|input - target|)."""
+    input = _float_tensor("l1_loss", input, "input")
     target = _float_target("l1_loss", input, target)
     _same_shape("l1_loss", input, target)
     return _reduce((input - target).abs(), reduction, "l1_loss")
@@ -115,14 +117,17 @@ def _class_dim_last(x: Tensor) -> Tensor:
     return x.permute(order).reshape(-1, x.shape[1])
 
 
-def _batch_shape(input: Tensor) -> tuple[int, ...]:
-    """(C,) -> (); (N, C, d1, ...) -> (N, d1, ...): the shape of the class-index target."""
+def _batch_shape(name: str, input: Tensor) -> tuple[int, ...]:
+    """(C,) -> (); (N, C, d1, ...) -> (N, d1, ...): the shape of the class-index target. A 0-d input has no
+    class dim, so it is a ShapeError naming the loss."""
+    if input.ndim == 0:
+        raise ShapeError(f"{name}: input needs a class dim, (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
     return (input.shape[0],) + input.shape[2:] if input.ndim >= 2 else ()
 
 
 def _check_class_indices(name: str, input: Tensor, target: np.ndarray, ignore_index: int) -> None:
     """Class indices need the input's batch shape and must lie in [0, C) (or equal ignore_index)."""
-    batch_shape = _batch_shape(input)
+    batch_shape = _batch_shape(name, input)
     if target.shape != batch_shape:
         raise ShapeError(f"{name}: input of shape {input.shape} needs class indices of shape "
                          f"{batch_shape}, got {target.shape}")
@@ -143,14 +148,11 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got {label_smoothing}")
-    if input.dtype.kind != "f":
-        raise DTypeError(f"cross_entropy: logits must be floating point, got {input.dtype}")
-    if not isinstance(target, Tensor):
-        target = np.asarray(target)
-    is_index = target.dtype.kind in "iu"
-    batch_shape = _batch_shape(input)
+    input = _float_tensor("cross_entropy", input, "input")
+    indices = target.data if isinstance(target, Tensor) else np.asarray(target)  # class indices, if integers
+    is_index = indices.dtype.kind in "iu"
+    batch_shape = _batch_shape("cross_entropy", input)
     if is_index:
-        indices = target.data if isinstance(target, Tensor) else target
         _check_class_indices("cross_entropy", input, indices, ignore_index)
         rows_target = Tensor(indices.reshape(-1))
     else:  # probabilities: a float Tensor keeps its graph (and must match the logits' dtype)
@@ -172,6 +174,7 @@ def cross_entropy(input: Tensor, target: Any, ignore_index: int = -100, reductio
 
 def nll_loss(input: Tensor, target: Any, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities: -input[n, target[n]] (averaged over kept rows)."""
+    input = _float_tensor("nll_loss", input, "input")
     target = np.asarray(target.data if isinstance(target, Tensor) else target)
     if target.dtype.kind not in "iu":
         raise DTypeError(f"nll_loss: target must hold class indices (integers), got {target.dtype}")
@@ -207,6 +210,7 @@ class BCEWithLogits(Function):
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross-entropy in one stable op; target: probabilities of the input's shape."""
+    input = _float_tensor("binary_cross_entropy_with_logits", input, "input")
     target = _float_target("binary_cross_entropy_with_logits", input, target)
     _same_shape("binary_cross_entropy_with_logits", input, target)
     return _reduce(BCEWithLogits.apply(input, target), reduction, "binary_cross_entropy_with_logits")

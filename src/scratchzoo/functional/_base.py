@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor
+from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, _as_array
 
 
 def _dim(dim: Any, ndim: int, op: str = "", new: bool = False) -> int:
@@ -29,20 +29,35 @@ def _axes(dim: Any, ndim: int, op: str = "") -> tuple[int, ...] | None:
     return tuple(sorted(_dim(d, ndim, op) for d in dims))
 
 
-def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
-    """A Tensor from a tensor, array or Python number; numbers take the float dtype of `like`."""
+def _sizes(op: str, sizes: tuple[Any, ...], names: str = "sizes") -> tuple[int, ...]:
+    """Sizes of a new array (dims, sequence lengths) are non-negative ints; else a ShapeError naming `op`, where
+    NumPy would say only "negative dimensions are not allowed". `names` says what the sizes are to `op`."""
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in sizes):
+        raise ShapeError(f"{op}: {names} must be non-negative ints, got {sizes}")
+    return sizes
+
+
+def as_tensor(value: Any, like: Tensor | None = None, op: str = "as_tensor") -> Tensor:
+    """A Tensor from a tensor, array or Python number; numbers take the float dtype of `like`, arrays keep theirs.
+    None, strings and other non-numbers are a DTypeError (a TypeError) naming `op` and the value's type."""
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, np.ndarray):
-        return Tensor(value)
-    dtype = like.dtype if like is not None and like.dtype.kind == "f" else None
-    return Tensor(np.asarray(value, dtype=dtype) if dtype is not None else value)
+    dtype = like.dtype if like is not None and like.dtype.kind == "f" and not isinstance(value, np.ndarray) else None
+    return Tensor(_as_array(value, dtype, op, "operand"))
+
+
+def _float_tensor(op: str, x: Any, what: str = "tensor") -> Tensor:
+    """x as a Tensor that must be floating point (an op computing a real-valued function of it); `what` x is to `op`."""
+    x = as_tensor(x, op=op)
+    if x.dtype.kind != "f":
+        raise DTypeError(f"{op}: needs a floating-point {what}, got {x.dtype}")
+    return x
 
 
 def _pair(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
     """Tensors for a binary op; float32 and float64 never mix, shapes must broadcast."""
-    a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    b = as_tensor(b, a)
+    a = as_tensor(a, b if isinstance(b, Tensor) else None, op)
+    b = as_tensor(b, a, op)
     if a.dtype.kind == "f" and b.dtype.kind == "f" and a.dtype != b.dtype:
         raise DTypeError(f"{op}: cannot mix {a.dtype} and {b.dtype}; convert one with .to(dtype)")
     if a.dtype.kind != "f" and b.dtype.kind == "f":
@@ -55,8 +70,7 @@ def _pair(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
         raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
     return a, b
 
-def _unary(op: type[Function], x: Any, **options: Any) -> Tensor:
-    x = as_tensor(x)
-    if x.dtype.kind != "f":
-        raise DTypeError(f"{op.__name__.lower()}: needs a floating-point tensor, got {x.dtype}")
-    return op.apply(x, **options)
+
+def _unary(name: str, op: type[Function], x: Any, **options: Any) -> Tensor:
+    """Apply a one-input op to a floating-point tensor; `name` is the public op that errors name."""
+    return op.apply(_float_tensor(name, x), **options)

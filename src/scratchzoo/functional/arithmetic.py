@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, unbroadcast
-from scratchzoo.functional._base import _axes, _dim, _pair, as_tensor
+from scratchzoo.functional._base import _axes, _dim, _float_tensor, _pair, as_tensor
 
 
 class Add(Function):
@@ -149,7 +149,7 @@ def pow(x: Any, exponent: Any) -> Tensor:
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    a, b = as_tensor(a), as_tensor(b, a)
+    a, b = as_tensor(a, op="matmul"), as_tensor(b, a, "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: both operands need at least 1 dim, got shapes {a.shape} and {b.shape}")
     if a.dtype != b.dtype:
@@ -158,6 +158,13 @@ def matmul(a: Any, b: Any) -> Tensor:
     if a.shape[-1] != inner_b:
         raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
                          f"({a.shape[-1]} != {inner_b})")
+    batch_a, batch_b = a.shape[:-2], b.shape[:-2]  # the leading (batch) dims broadcast, as in NumPy and PyTorch
+    if batch_a != batch_b and batch_a and batch_b:
+        try:
+            np.broadcast_shapes(batch_a, batch_b)
+        except ValueError:
+            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied (batch dims "
+                             f"{batch_a} and {batch_b} do not broadcast)") from None
     return MatMul.apply(a, b)
 
 
@@ -240,13 +247,13 @@ def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 
 
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    if x.dtype.kind != "f":
-        raise DTypeError(f"mean: needs a floating-point tensor, got {x.dtype}")
+    x = _float_tensor("mean", x)
     return Mean.apply(x, axes=_axes(dim, x.ndim, "mean"), keepdim=keepdim)
 
 
 def var(x: Tensor, dim: Any = None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
-    """Variance; `unbiased=True` divides by n - 1 (Bessel's correction), as torch.var does."""
+    """Variance; `unbiased=True` divides by n - 1 (Bessel's correction), as torch.var does (floats only)."""
+    x = _float_tensor("var", x)
     return Var.apply(x, axes=_axes(dim, x.ndim, "var"), keepdim=keepdim, correction=1 if unbiased else 0)
 
 

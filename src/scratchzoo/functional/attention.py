@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, unbroadcast
-from scratchzoo.functional._base import as_tensor
+from scratchzoo.functional._base import _sizes, as_tensor
 from scratchzoo.functional.layers import dropout_mask
 
 
@@ -119,6 +119,7 @@ class AttentionWeights(_AttentionBase):
 def causal_mask(tq: int, tk: int, past: int = 0) -> np.ndarray:
     """(tq, tk) bool, True = may attend: query i sits at position past + i (after `past` cached positions)
     and sees keys 0..past + i, never a later one. past = 0 is torch's top-left aligned is_causal mask."""
+    _sizes("causal_mask", (tq, tk, past), "tq, tk and past")
     return np.tril(np.ones((tq, tk), dtype=bool), k=past)
 
 

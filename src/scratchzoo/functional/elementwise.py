@@ -203,51 +203,51 @@ class SiLU(Function):
 
 
 def exp(x: Tensor) -> Tensor:
-    return _unary(Exp, x)
+    return _unary("exp", Exp, x)
 
 
 def log(x: Tensor) -> Tensor:
-    return _unary(Log, x)
+    return _unary("log", Log, x)
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return _unary(Sqrt, x)
+    return _unary("sqrt", Sqrt, x)
 
 
 def abs(x: Tensor) -> Tensor:
-    return _unary(Abs, x)
+    return _unary("abs", Abs, x)
 
 
 def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
-    return _unary(Clamp, x, low=min, high=max)
+    return _unary("clamp", Clamp, x, low=min, high=max)
 
 
 def tanh(x: Tensor) -> Tensor:
-    return _unary(Tanh, x)
+    return _unary("tanh", Tanh, x)
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return _unary(Sigmoid, x)
+    return _unary("sigmoid", Sigmoid, x)
 
 
 def relu(x: Tensor) -> Tensor:
-    return _unary(LeakyReLU, x, slope=0.0)
+    return _unary("relu", LeakyReLU, x, slope=0.0)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return _unary(LeakyReLU, x, slope=float(negative_slope))
+    return _unary("leaky_relu", LeakyReLU, x, slope=float(negative_slope))
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _unary(GELU, x, approximate=approximate)
+    return _unary("gelu", GELU, x, approximate=approximate)
 
 
 def silu(x: Tensor) -> Tensor:
-    return _unary(SiLU, x)
+    return _unary("silu", SiLU, x)
 
 
 class Softmax(Function):
@@ -278,8 +278,8 @@ class LogSoftmax(Function):
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return _unary(Softmax, x, dim=_dim(dim, x.ndim, "softmax"))
+    return _unary("softmax", Softmax, x, dim=_dim(dim, x.ndim, "softmax"))
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return _unary(LogSoftmax, x, dim=_dim(dim, x.ndim, "log_softmax"))
+    return _unary("log_softmax", LogSoftmax, x, dim=_dim(dim, x.ndim, "log_softmax"))

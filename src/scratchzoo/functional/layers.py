@@ -8,7 +8,7 @@ import numpy as np
 
 from scratchzoo.autograd import DTypeError, Function, ShapeError, Tensor, unbroadcast
 from scratchzoo.rng import generator
-from scratchzoo.functional._base import _unary, as_tensor
+from scratchzoo.functional._base import _float_tensor, _unary, as_tensor
 from scratchzoo.functional.arithmetic import add, mul
 
 
@@ -95,7 +95,7 @@ def apply_dropout(op: type[Function], name: str, x: Tensor, p: float, training: 
         return x
     if p == 1.0:
         return mul(x, 0.0)
-    return _unary(op, x, p=p)
+    return _unary(name, op, x, p=p)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -125,12 +125,19 @@ class LayerNormOp(Function):
 
 def layer_norm(x: Tensor, normalized_shape: Sequence[int], weight: Tensor | None = None,
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """LayerNorm: normalise each sample over its last len(normalized_shape) dims, then y = x_hat * gamma + beta."""
+    """LayerNorm: normalise each sample over its last len(normalized_shape) dims, then y = x_hat * gamma + beta.
+    gamma (weight) and beta (bias) have exactly normalized_shape, as in PyTorch (no silent broadcasting)."""
+    x = _float_tensor("layer_norm", x)
     normalized_shape = tuple(normalized_shape)
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ShapeError(f"layer_norm: expected input ending in {normalized_shape}, got shape {x.shape}")
+    weight = None if weight is None else as_tensor(weight, x, "layer_norm")
+    bias = None if bias is None else as_tensor(bias, x, "layer_norm")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != normalized_shape:
+            raise ShapeError(f"layer_norm: {name} must have normalized_shape {normalized_shape}, got shape {p.shape}")
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-    y = _unary(LayerNormOp, x, axes=axes, eps=eps)
+    y = LayerNormOp.apply(x, axes=axes, eps=eps)
     if weight is not None:
         y = mul(y, weight)
     if bias is not None:

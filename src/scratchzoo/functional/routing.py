@@ -31,7 +31,7 @@ class Softplus(Function):
 
 def softplus(x: Tensor) -> Tensor:
     """A smooth, always-positive version of relu: log(1 + e^x) (torch's default beta=1)."""
-    return _unary(Softplus, x)
+    return _unary("softplus", Softplus, x)
 
 
 def topk(x: Tensor, k: int, dim: int = -1) -> ValuesIndices:

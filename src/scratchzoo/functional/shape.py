@@ -308,6 +308,9 @@ def embedding(ids: Any, weight: Tensor, padding_idx: int | None = None) -> Tenso
     ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
     if ids.dtype.kind not in "iu":
         raise DTypeError(f"embedding: ids must be integers, got {ids.dtype}")
+    weight = as_tensor(weight, op="embedding")
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
     if ids.size and (ids.min() < 0 or ids.max() >= weight.shape[0]):
         raise IndexError(f"embedding: ids must lie in [0, {weight.shape[0]}), got min {ids.min()} max {ids.max()}")
     return EmbeddingLookup.apply(weight, ids=ids, padding_idx=padding_idx)

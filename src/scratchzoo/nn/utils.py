@@ -16,7 +16,13 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     when total > max_norm, every g is multiplied by max_norm / (total + 1e-6), as torch does.
     norm_type=inf gives the largest |g| entry.
     """
+    expected = "clip_grad_norm_ expects a Tensor or an iterable of Tensors (e.g. model.parameters())"
+    if not isinstance(parameters, (Tensor, Iterable)):
+        raise TypeError(f"{expected}, got {type(parameters).__name__}")
     params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{expected}, got {type(p).__name__} at position {i}")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0

@@ -1,6 +1,7 @@
-"""Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), in torch's order of operations.
+"""Adam, adaptive moment estimation (Kingma & Ba, 2015), and AdamW (Loshchilov & Hutter, 2019).
 
-Both keep, per parameter, 'step' t, 'exp_avg' m (the first moment) and 'exp_avg_sq' v (the second):
+Both follow torch's order of operations and keep, per parameter, 'step' t, 'exp_avg' m (the first moment)
+and 'exp_avg_sq' v (the second):
     m = b1 * m + (1 - b1) * g,     v = b2 * v + (1 - b2) * g^2
     p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 which is p - lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected m_hat = m / (1 - b1^t) and
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from scratchzoo.autograd import Tensor
-from scratchzoo.optim.optimizer import Optimizer
+from scratchzoo.optim.optimizer import Optimizer, check_option
 
 
 class Adam(Optimizer):
@@ -31,20 +32,25 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
-        if lr < 0.0 or eps < 0.0 or weight_decay < 0.0:
-            raise ValueError(f"{type(self).__name__} needs lr, eps, weight_decay >= 0, got {lr}, {eps}, {weight_decay}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"{type(self).__name__} needs betas in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def check_options(self, options: dict[str, Any], owner: str) -> None:
+        for option in ("lr", "eps", "weight_decay"):
+            check_option(owner, option, options[option], low=0.0)
+        betas = options["betas"]
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise TypeError(f"{owner}: betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
+        for i, beta in enumerate(betas):
+            check_option(owner, f"betas[{i}]", beta, low=0.0, high=1.0)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = (float(b) for b in group["betas"])
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, lr, beta1, beta2, eps, weight_decay)
+            for p in self.params_with_grad(group):
+                self._update(p, lr, beta1, beta2, eps, weight_decay)
         return loss
 
     def _update(self, p: Tensor, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from scratchzoo.optim.optimizer import Optimizer
+from scratchzoo.optim.optimizer import Optimizer, check_option
 
 
 class LRScheduler:
@@ -60,6 +60,7 @@ class StepLR(LRScheduler):
     """lr = initial_lr * gamma^(floor(t / step_size)): decay by gamma every step_size epochs."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        check_option(type(self).__name__, "step_size", step_size, low=1, integer=True)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -74,6 +75,7 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+        check_option(type(self).__name__, "T_max", T_max, low=1, integer=True)
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)
 
@@ -87,9 +89,10 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1):
-        if not (0 < start_factor <= 1 and 0 <= end_factor <= 1):
-            raise ValueError(f"LinearLR needs 0 < start_factor <= 1 and 0 <= end_factor <= 1, "
-                             f"got {start_factor}, {end_factor}")
+        name = type(self).__name__
+        check_option(name, "start_factor", start_factor, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True)
+        check_option(name, "end_factor", end_factor, low=0.0, high=1.0, high_inclusive=True)
+        check_option(name, "total_iters", total_iters, low=1, integer=True)
         self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
         super().__init__(optimizer, last_epoch)
 
