@@ -227,3 +227,8 @@ def test_rnn_generate_still_takes_lists_arrays_and_tensors(lm):
     for prompt in ([1, 2], np.array([1, 2], np.int32), Tensor(np.array([1, 2]))):
         out = generate(lm, prompt, 3, temperature=0)
         assert out.shape == (5,) and out.dtype == np.int64 and list(out[:2]) == [1, 2]
+
+
+def test_a_negative_mask_size_is_named():
+    with pytest.raises(ShapeError, match=r"generate_square_subsequent_mask: sz must be a non-negative int, got -1"):
+        nn.Transformer.generate_square_subsequent_mask(-1)

@@ -300,4 +300,6 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int, dtype: Any = np.float32) -> Tensor:
         """(sz, sz) additive causal mask: 0 on and below the diagonal, -inf above (position i sees 0..i)."""
+        if isinstance(sz, bool) or not isinstance(sz, (int, np.integer)) or sz < 0:
+            raise ShapeError(f"Transformer.generate_square_subsequent_mask: sz must be a non-negative int, got {sz!r}")
         return Tensor(np.triu(np.full((sz, sz), -np.inf, dtype=dtype), k=1))
